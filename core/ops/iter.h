@@ -1,0 +1,45 @@
+// Elementwise iteration over up to four operands with broadcasting and arbitrary strides.
+// Operand 0 is the output and defines the iteration shape; inputs are broadcast to it (stride 0).
+// Dimensions are coalesced where every operand allows it, so the common dense case collapses to
+// one dimension with unit strides (`contiguous`), which kernels handle with vector loads.
+// Safe for .cu files; the builder (make_elem_iter) is host code in iter.cpp.
+#pragma once
+#include <cstdint>
+
+#include "core/macros.h"
+#include "core/shape.h"
+
+namespace seqmix {
+class Tensor;
+
+namespace ops {
+
+struct ElemIter {
+  static constexpr int kMaxOperands = 4;
+  int ndim = 0;
+  int nops = 0;
+  int64_t numel = 0;
+  bool contiguous = false;  // one dimension, unit stride for every operand
+  int64_t sizes[kMaxDims] = {};
+  int64_t strides[kMaxOperands][kMaxDims] = {};
+
+  // Element offsets (in elements, relative to each operand's data pointer) of linear index i.
+  template <int N>
+  SEQMIX_HD SEQMIX_FORCE_INLINE void offsets(int64_t i, int64_t (&off)[N]) const {
+SEQMIX_UNROLL
+    for (int k = 0; k < N; ++k) off[k] = 0;
+    for (int d = ndim - 1; d >= 0; --d) {
+      const int64_t sz = sizes[d];
+      const int64_t idx = i % sz;
+      i /= sz;
+SEQMIX_UNROLL
+      for (int k = 0; k < N; ++k) off[k] += idx * strides[k][d];
+    }
+  }
+};
+
+// Builds the iteration for output `out` and inputs `ins` (each broadcastable to out's shape).
+ElemIter make_elem_iter(const Tensor& out, std::initializer_list<const Tensor*> ins);
+
+}  // namespace ops
+}  // namespace seqmix

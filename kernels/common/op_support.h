@@ -1,0 +1,17 @@
+// The result of an `<op>_supports(args)` query: limits are data. A kernel that cannot compute a
+// request exactly says why; the dispatcher raises Error(Unsupported) with that reason and tests
+// skip with it.
+#pragma once
+#include <string>
+
+namespace seqmix {
+
+struct Support {
+  bool ok = true;
+  std::string why;
+  static Support yes() { return {}; }
+  static Support no(std::string reason) { return {false, std::move(reason)}; }
+  explicit operator bool() const { return ok; }
+};
+
+}  // namespace seqmix

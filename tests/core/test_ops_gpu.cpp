@@ -1,0 +1,188 @@
+// Every CUDA primitive op against the CPU implementation on fresh random inputs, with outputs
+// poisoned (the test main fills new allocations with NaN bytes).
+#include <gtest/gtest.h>
+
+#include "core/ops/copy.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/index.h"
+#include "core/ops/matmul.h"
+#include "core/ops/random.h"
+#include "core/ops/reduce.h"
+#include "tests/testing/testing.h"
+
+using namespace seqmix;
+using ops::BinaryOp;
+using ops::ReduceOp;
+using ops::UnaryOp;
+
+namespace {
+const Device kGpu = Device::cuda(0);
+constexpr DType kFloatTypes[] = {DType::F32, DType::BF16, DType::F16, DType::F64};
+
+// Inputs valid for every unary op (log, sqrt, rsqrt, pow need positive values).
+Tensor positive_input(const Shape& s, DType t) { return tu::rand_uniform(s, t, 0.2, 3.0); }
+}  // namespace
+
+TEST(ElementwiseGpu, UnaryAllOpsAllDtypes) {
+  SEQMIX_REQUIRE_CUDA();
+  SEQMIX_TRACE_SEED();
+  for (DType t : kFloatTypes) {
+    for (int o = 0; o < ops::kNumUnaryOps; ++o) {
+      const UnaryOp op = UnaryOp(o);
+      SCOPED_TRACE(std::string(dtype_name(t)) + " " + ops::unary_op_name(op));
+      const double s = op == UnaryOp::Pow ? 1.7 : 0.75;
+      // 1003 elements: not a multiple of the vector width, so the tail path runs too.
+      const Tensor x = positive_input({1003}, t), dy = tu::randn({1003}, t);
+      EXPECT_TRUE(tu::close(ops::unary(op, x.to(kGpu), s), ops::unary(op, x, s), tu::tol_for(t)));
+      EXPECT_TRUE(tu::close(ops::unary_backward(op, x.to(kGpu), dy.to(kGpu), s),
+                                 ops::unary_backward(op, x, dy, s), tu::tol_for(t)));
+    }
+  }
+}
+
+TEST(ElementwiseGpu, BinaryBroadcastStridedMixed) {
+  SEQMIX_REQUIRE_CUDA();
+  SEQMIX_TRACE_SEED();
+  for (DType t : kFloatTypes) {
+    SCOPED_TRACE(dtype_name(t));
+    const Tensor a = tu::randn({6, 7, 9}, t);
+    const Tensor b = tu::rand_uniform({9, 7}, t, 0.5, 2.0).transpose(0, 1);  // strided
+    const Tensor c = tu::randn({9}, t);
+    for (BinaryOp op : {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div}) {
+      SCOPED_TRACE(ops::binary_op_name(op));
+      EXPECT_TRUE(tu::close(ops::binary(op, a.to(kGpu), b.to(kGpu), 0.3),
+                                 ops::binary(op, a, b, 0.3), tu::tol_for(t)));
+      EXPECT_TRUE(tu::close(ops::binary(op, a.to(kGpu).transpose(0, 2), c.to(kGpu).view({9, 1, 1})),
+                                 ops::binary(op, a.transpose(0, 2), c.view({9, 1, 1})),
+                                 tu::tol_for(t)));
+    }
+  }
+  // In-place accumulation of a bf16 gradient into an f32 buffer.
+  Tensor acc = tu::randn({1000}, DType::F32);
+  const Tensor g = tu::randn({1000}, DType::BF16);
+  Tensor acc_gpu = acc.to(kGpu);
+  ops::add_(acc_gpu, g.to(kGpu));
+  ops::add_(acc, g);
+  EXPECT_TRUE(tu::close(acc_gpu, acc, 1e-6));
+}
+
+TEST(CopyGpu, AllDtypePairsAndLayouts) {
+  SEQMIX_REQUIRE_CUDA();
+  SEQMIX_TRACE_SEED();
+  const DType all[] = {DType::F32, DType::BF16, DType::F16, DType::F64,
+                       DType::I32, DType::I64,  DType::U8};
+  for (DType src_t : all) {
+    for (DType dst_t : all) {
+      SCOPED_TRACE(std::string(dtype_name(src_t)) + " -> " + dtype_name(dst_t));
+      const Tensor src = tu::rand_uniform({5, 33}, DType::F64, 0, 200).to(src_t);
+      Tensor dst_gpu = Tensor::empty({33, 5}, dst_t, kGpu);
+      dst_gpu.transpose(0, 1).copy_(src.to(kGpu));  // strided destination, cast on the GPU
+      Tensor dst_cpu = Tensor::empty({33, 5}, dst_t);
+      dst_cpu.transpose(0, 1).copy_(src);
+      EXPECT_TRUE(tu::bitwise_equal(dst_gpu, dst_cpu));
+    }
+  }
+  // Contiguous same-dtype copies of odd sizes (vector path and fallback).
+  for (int64_t n : {1, 3, 4096, 4097}) {
+    const Tensor x = tu::randn({n}, DType::F32);
+    const Tensor xg = x.to(kGpu);
+    EXPECT_TRUE(tu::bitwise_equal(xg.clone(), x));
+    EXPECT_TRUE(tu::bitwise_equal(xg.slice(0, 1, n).clone(), x.slice(0, 1, n).contiguous()));
+  }
+  Tensor f = Tensor::empty({7, 3}, DType::BF16, kGpu);
+  f.transpose(0, 1).fill_(2.5);
+  EXPECT_EQ(f.to_vector<float>(), std::vector<float>(21, 2.5f));
+}
+
+TEST(ReduceGpu, ShapesOpsDtypes) {
+  SEQMIX_REQUIRE_CUDA();
+  SEQMIX_TRACE_SEED();
+  // (shape, dim): rows (inner 1), columns (inner > 1), single rows, one huge global reduction
+  // (two-pass), and sizes that are not multiples of the block.
+  const std::vector<std::pair<Shape, int>> cases = {
+      {{37, 1001}, 1}, {{37, 1001}, 0}, {{5, 300, 17}, 1}, {{3, 9000}, 1},
+      {{1, 70}, 1},    {{300000}, 0},   {{2, 3, 4}, 2},    {{4, 1}, 1}};
+  for (DType t : kFloatTypes) {
+    for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min,
+                        ReduceOp::LogSumExp}) {
+      for (const auto& [shape, dim] : cases) {
+        SCOPED_TRACE(std::string(dtype_name(t)) + " " + ops::reduce_op_name(op) + " " +
+                     shape.str() + " dim " + std::to_string(dim));
+        const Tensor x = tu::randn(shape, t);
+        EXPECT_TRUE(tu::close(ops::reduce(op, x.to(kGpu), dim), ops::reduce(op, x, dim),
+                                   tu::tol_for(t)));
+      }
+    }
+    const Tensor x = tu::randn({1000, 64}, t);
+    auto [gv, gi] = ops::max_with_index(x.to(kGpu), 0);
+    auto [cv, ci] = ops::max_with_index(x, 0);
+    EXPECT_TRUE(tu::bitwise_equal(gi, ci));
+    EXPECT_TRUE(tu::close(ops::reduce_all(ReduceOp::Sum, x.to(kGpu)),
+                               ops::reduce_all(ReduceOp::Sum, x), tu::tol_for(t)));
+  }
+  // Deterministic: the same reduction twice gives the same bits.
+  const Tensor big = tu::randn({1 << 21}, DType::F32, kGpu);
+  EXPECT_TRUE(tu::bitwise_equal(ops::sum(big), ops::sum(big)));
+}
+
+TEST(MatmulGpu, AgainstCpu) {
+  SEQMIX_REQUIRE_CUDA();
+  SEQMIX_TRACE_SEED();
+  struct Case {
+    Shape a, b;
+    bool ta, tb;
+  };
+  const std::vector<Case> cases = {{{64, 48}, {48, 80}, false, false},
+                                   {{33, 17}, {17, 9}, true, false},
+                                   {{33, 17}, {17, 9}, false, true},
+                                   {{4, 31, 16}, {4, 16, 24}, true, true},
+                                   {{3, 5, 40, 24}, {24, 56}, false, false},
+                                   {{40, 24}, {2, 24, 56}, false, true},
+                                   {{1, 128}, {128, 1}, false, false}};
+  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::F64}) {
+    for (const Case& c : cases) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " " + c.a.str() + " @ " + c.b.str());
+      Tensor a = tu::randn(c.a, t), b = tu::randn(c.b, t);
+      if (c.ta) a = a.transpose(-1, -2).contiguous().transpose(-1, -2);  // same values, col-major
+      if (c.tb) b = b.transpose(-1, -2).contiguous().transpose(-1, -2);
+      const Tensor ref = ops::matmul(a.to(DType::F64), b.to(DType::F64));
+      EXPECT_TRUE(tu::close(ops::matmul(a.to(kGpu), b.to(kGpu)), ref, tu::tol_for(t)));
+    }
+  }
+  // bf16 inputs accumulated into an f32 output (alpha, beta).
+  const Tensor a = tu::randn({96, 64}, DType::BF16), b = tu::randn({64, 72}, DType::BF16);
+  const Tensor c0 = tu::randn({96, 72}, DType::F32);
+  Tensor cg = c0.to(kGpu);
+  ops::matmul_out(cg, a.to(kGpu), b.to(kGpu), 0.5, 1.0);
+  const Tensor ref = ops::add(c0, ops::matmul(a.to(DType::F64), b.to(DType::F64)).to(DType::F32), 0.5);
+  EXPECT_TRUE(tu::close(cg, ref, 1e-5));
+  // TF32 off by default: an f32 product is accurate to f32 precision.
+  const Tensor x = tu::randn({256, 256}, DType::F32), y = tu::randn({256, 256}, DType::F32);
+  EXPECT_TRUE(tu::close(ops::matmul(x.to(kGpu), y.to(kGpu)),
+                             ops::matmul(x.to(DType::F64), y.to(DType::F64)), 1e-6));
+}
+
+TEST(RandomGpu, BitIdenticalToCpu) {
+  SEQMIX_REQUIRE_CUDA();
+  for (DType t : kFloatTypes) {
+    SCOPED_TRACE(dtype_name(t));
+    const uint64_t seed = tu::next_seed();
+    Tensor c = Tensor::empty({100003}, t), g = Tensor::empty({100003}, t, kGpu);
+    ops::normal_draw(c, 0.1, 2.0, seed, 3);
+    ops::normal_draw(g, 0.1, 2.0, seed, 3);
+    EXPECT_TRUE(tu::bitwise_equal(g, c));
+    ops::uniform_draw(c, -1, 1, seed, 4);
+    ops::uniform_draw(g, -1, 1, seed, 4);
+    EXPECT_TRUE(tu::bitwise_equal(g, c));
+  }
+}
+
+TEST(IndexGpu, GatherScatter) {
+  SEQMIX_REQUIRE_CUDA();
+  const Tensor x = tu::randn({4, 50, 3}, DType::F32);
+  const Tensor idx = tu::randint({4, 1, 3}, 0, 50);
+  const Tensor g = ops::gather_dim(x.to(kGpu), 1, idx.to(kGpu));
+  EXPECT_TRUE(tu::bitwise_equal(g, ops::gather_dim(x, 1, idx)));
+  EXPECT_TRUE(tu::bitwise_equal(ops::scatter_dim(x.shape(), 1, idx.to(kGpu), g),
+                                     ops::scatter_dim(x.shape(), 1, idx, g.cpu())));
+}

@@ -1,0 +1,67 @@
+// The `seqmix` command: one executable with subcommands. Exit codes: 0 success, 2 usage or
+// config error, 3 data or checkpoint error, 1 anything else. Errors print one line first
+// ("seqmix: <kind>: <message>"), details after.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <string>
+#include <tuple>
+
+#include "core/check.h"
+#include "core/cuda/runtime.h"
+#include "train/cli/bench.h"
+
+namespace {
+
+constexpr const char* kDescription =
+    "seqmix: pretrain linear-RNN, state-space and hybrid language models (C++20/CUDA)";
+
+std::string version_text() {
+  std::string cuda = seqmix::cuda::built_with_cuda() ? "CUDA" : "CPU-only";
+  return fmt::format("seqmix {} ({} build)", SEQMIX_VERSION, cuda);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{kDescription, "seqmix"};
+  app.set_version_flag("--version", version_text());
+  app.require_subcommand(1);
+  app.fallthrough(false);
+
+  // Subcommands of later issues: listed, and they say when they arrive.
+  for (const auto& [name, desc, issue] : {
+           std::tuple{"train", "Train a model from a YAML config", "F2"},
+           std::tuple{"eval", "Evaluate a run or checkpoint (perplexity, recall)", "F2"},
+           std::tuple{"prepare", "Tokenize text files into an HDF5 token dataset", "F2"},
+           std::tuple{"generate", "Sample text from a checkpoint", "F2"},
+           std::tuple{"inspect", "Show a checkpoint's step, config and parameters", "F2"},
+           std::tuple{"launch", "Start one training process per GPU (data-parallel)", "F6"},
+       }) {
+    CLI::App* c = app.add_subcommand(name, std::string(desc) + " (not built yet)");
+    c->allow_extras();
+    c->callback([name = std::string(name), issue = std::string(issue)] {
+      SEQMIX_THROW(Usage, "seqmix {}: not built yet (arrives with issue {})", name, issue);
+    });
+  }
+  seqmix::cli::add_bench_command(app);
+
+  try {
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      const int rc = app.exit(e);  // prints help / version / the parse error
+      return rc == 0 ? 0 : 2;
+    }
+  } catch (const seqmix::Error& e) {
+    std::fprintf(stderr, "seqmix: %s: %s\n", seqmix::error_kind_name(e.kind()),
+                 e.message().c_str());
+    if (!e.where().empty()) std::fprintf(stderr, "  (raised at %s)\n", e.where().c_str());
+    return seqmix::exit_code_for(e.kind());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "seqmix: internal error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
