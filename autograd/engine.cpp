@@ -15,7 +15,9 @@ namespace seqmix {
 namespace {
 
 struct ByNewest {
-  bool operator()(const Node* a, const Node* b) const { return a->sequence_nr() < b->sequence_nr(); }
+  bool operator()(const Node* a, const Node* b) const {
+    return a->sequence_nr() < b->sequence_nr();
+  }
 };
 
 void accumulate(TensorList& buf, uint32_t slot, Tensor&& g) {

@@ -36,14 +36,30 @@ Variable abs(const Variable& x);
 // Any unary op of core/ops/elementwise.h.
 Variable unary(ops::UnaryOp op, const Variable& x, double scalar = 0.0);
 
-inline Variable operator+(const Variable& a, const Variable& b) { return add(a, b); }
-inline Variable operator-(const Variable& a, const Variable& b) { return sub(a, b); }
-inline Variable operator*(const Variable& a, const Variable& b) { return mul(a, b); }
-inline Variable operator/(const Variable& a, const Variable& b) { return div(a, b); }
-inline Variable operator-(const Variable& x) { return neg(x); }
-inline Variable operator*(const Variable& x, double s) { return mul(x, s); }
-inline Variable operator*(double s, const Variable& x) { return mul(x, s); }
-inline Variable operator+(const Variable& x, double s) { return add(x, s); }
+inline Variable operator+(const Variable& a, const Variable& b) {
+  return add(a, b);
+}
+inline Variable operator-(const Variable& a, const Variable& b) {
+  return sub(a, b);
+}
+inline Variable operator*(const Variable& a, const Variable& b) {
+  return mul(a, b);
+}
+inline Variable operator/(const Variable& a, const Variable& b) {
+  return div(a, b);
+}
+inline Variable operator-(const Variable& x) {
+  return neg(x);
+}
+inline Variable operator*(const Variable& x, double s) {
+  return mul(x, s);
+}
+inline Variable operator*(double s, const Variable& x) {
+  return mul(x, s);
+}
+inline Variable operator+(const Variable& x, double s) {
+  return add(x, s);
+}
 
 // ---- reductions ----
 Variable sum(const Variable& x);

@@ -10,8 +10,8 @@
 namespace seqmix {
 
 struct GradcheckOptions {
-  double eps = 1e-6;    // finite-difference step
-  double atol = 1e-6;   // |analytic - numeric| <= atol + rtol * |numeric|
+  double eps = 1e-6;   // finite-difference step
+  double atol = 1e-6;  // |analytic - numeric| <= atol + rtol * |numeric|
   double rtol = 1e-5;
   uint64_t seed = 1234;  // for the random output weights
 };

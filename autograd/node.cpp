@@ -13,8 +13,10 @@ std::atomic<uint64_t> g_next_seq{0};
 Node::Node(uint32_t num_outputs) : num_outputs_(num_outputs), seq_(g_next_seq.fetch_add(1)) {}
 
 const Tensor& SavedTensor::get() const {
-  SEQMIX_CHECK(!released_, "{}: saved tensors were already freed; backward through the graph a "
-               "second time needs retain_graph=true", owner_);
+  SEQMIX_CHECK(!released_,
+               "{}: saved tensors were already freed; backward through the graph a "
+               "second time needs retain_graph=true",
+               owner_);
   if (t_.defined() && t_.version() != version_) {
     SEQMIX_THROW(Value,
                  "{}: a tensor saved for backward ({}) was modified by an in-place operation "

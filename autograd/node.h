@@ -58,7 +58,10 @@ class SavedTensor {
   SavedTensor(const Tensor& t, const char* owner)
       : t_(t), version_(t.defined() ? t.version() : 0), owner_(owner), saved_(true) {}
   const Tensor& get() const;
-  void reset() { t_ = Tensor(); released_ = true; }
+  void reset() {
+    t_ = Tensor();
+    released_ = true;
+  }
 
  private:
   Tensor t_;

@@ -47,7 +47,9 @@ class AccumulateGrad final : public Node {
 }  // namespace
 
 namespace {
-Variable AccumulateGrad::wrap() const { return Variable::from_impl(var_); }
+Variable AccumulateGrad::wrap() const {
+  return Variable::from_impl(var_);
+}
 }  // namespace
 
 Variable Variable::from_impl(std::shared_ptr<VariableImpl> impl) {
@@ -59,7 +61,8 @@ Variable Variable::from_impl(std::shared_ptr<VariableImpl> impl) {
 Variable::Variable(Tensor data, bool requires_grad) : impl_(std::make_shared<VariableImpl>()) {
   SEQMIX_CHECK(data.defined(), "Variable: undefined data");
   if (requires_grad)
-    SEQMIX_CHECK(is_floating(data.dtype()), "Variable: only floating tensors can require grad, got {}",
+    SEQMIX_CHECK(is_floating(data.dtype()),
+                 "Variable: only floating tensors can require grad, got {}",
                  dtype_name(data.dtype()));
   impl_->data = std::move(data);
   impl_->requires_grad = requires_grad;
@@ -101,12 +104,13 @@ void Variable::zero_grad(bool set_to_none) const {
   else if (impl_->grad.defined())
     impl_->grad.zero_();
 }
-bool Variable::requires_grad() const { return impl_ != nullptr && impl_->requires_grad; }
+bool Variable::requires_grad() const {
+  return impl_ != nullptr && impl_->requires_grad;
+}
 void Variable::set_requires_grad(bool on) const {
   SEQMIX_VAR_DEFINED();
   SEQMIX_CHECK(is_leaf(), "set_requires_grad: only leaves can change requires_grad");
-  if (on)
-    SEQMIX_CHECK(is_floating(impl_->data.dtype()), "only floating tensors can require grad");
+  if (on) SEQMIX_CHECK(is_floating(impl_->data.dtype()), "only floating tensors can require grad");
   impl_->requires_grad = on;
 }
 bool Variable::is_leaf() const {
@@ -145,7 +149,9 @@ void Variable::register_grad_ready_hook(GradReadyHook hook) const {
   impl_->hooks.push_back(std::move(hook));
 }
 
-Variable Variable::detach() const { return Variable(data(), false); }
+Variable Variable::detach() const {
+  return Variable(data(), false);
+}
 
 const std::string& Variable::name() const {
   SEQMIX_VAR_DEFINED();

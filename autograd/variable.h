@@ -44,7 +44,7 @@ class Variable {
   // Clears the gradient: undefined (set_to_none) or filled with zeros.
   void zero_grad(bool set_to_none = true) const;
 
-  bool requires_grad() const;  // false for an undefined Variable
+  bool requires_grad() const;             // false for an undefined Variable
   void set_requires_grad(bool on) const;  // leaves only
   bool is_leaf() const;
   const std::shared_ptr<Node>& grad_fn() const;

@@ -75,7 +75,8 @@ DataPtr host_allocate(size_t nbytes) {
 
 #if !SEQMIX_WITH_CUDA
 [[noreturn]] void no_cuda() {
-  SEQMIX_THROW(Unsupported, "this seqmix build has no CUDA support (configure with the cuda preset)");
+  SEQMIX_THROW(Unsupported,
+               "this seqmix build has no CUDA support (configure with the cuda preset)");
 }
 #endif
 
@@ -128,8 +129,12 @@ void empty_cache(Device device) {
 #endif
 }
 
-void set_poison(bool on) { g_poison.store(on); }
-bool poison_enabled() { return g_poison.load(std::memory_order_relaxed); }
+void set_poison(bool on) {
+  g_poison.store(on);
+}
+bool poison_enabled() {
+  return g_poison.load(std::memory_order_relaxed);
+}
 
 void record_stream(void* ptr, Device device, cudaStream_t stream) {
   if (device.is_cpu() || ptr == nullptr) return;

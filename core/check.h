@@ -8,15 +8,15 @@
 
 #include "core/error.h"
 
-#define SEQMIX_THROW(kind, ...)                                                           \
+#define SEQMIX_THROW(kind, ...)                                                \
   ::seqmix::detail::throw_error(::seqmix::ErrorKind::kind, __FILE__, __LINE__, \
                                 ::fmt::format(__VA_ARGS__))
 
-#define SEQMIX_CHECK_KIND(kind, cond, ...)   \
-  do {                                       \
-    if (!(cond)) [[unlikely]] {              \
-      SEQMIX_THROW(kind, __VA_ARGS__);       \
-    }                                        \
+#define SEQMIX_CHECK_KIND(kind, cond, ...) \
+  do {                                     \
+    if (!(cond)) [[unlikely]] {            \
+      SEQMIX_THROW(kind, __VA_ARGS__);     \
+    }                                      \
   } while (0)
 
 #define SEQMIX_CHECK(cond, ...) SEQMIX_CHECK_KIND(Value, cond, __VA_ARGS__)

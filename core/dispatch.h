@@ -58,32 +58,35 @@ namespace detail {
   }
 
 // Floating types: f32, bf16, f16, f64.
-#define SEQMIX_DISPATCH_FLOAT(dtype, opname, T, ...)                                    \
-  switch (dtype) {                                                                      \
-    SEQMIX_DTYPE_CASE(F32, float, T, __VA_ARGS__)                                       \
-    SEQMIX_DTYPE_CASE(BF16, ::seqmix::bf16, T, __VA_ARGS__)                             \
-    SEQMIX_DTYPE_CASE(F16, ::seqmix::f16, T, __VA_ARGS__)                               \
-    SEQMIX_DTYPE_CASE(F64, double, T, __VA_ARGS__)                                      \
-    default: ::seqmix::detail::throw_bad_dtype(opname, dtype, "f32, bf16, f16 or f64"); \
+#define SEQMIX_DISPATCH_FLOAT(dtype, opname, T, ...)                             \
+  switch (dtype) {                                                               \
+    SEQMIX_DTYPE_CASE(F32, float, T, __VA_ARGS__)                                \
+    SEQMIX_DTYPE_CASE(BF16, ::seqmix::bf16, T, __VA_ARGS__)                      \
+    SEQMIX_DTYPE_CASE(F16, ::seqmix::f16, T, __VA_ARGS__)                        \
+    SEQMIX_DTYPE_CASE(F64, double, T, __VA_ARGS__)                               \
+    default:                                                                     \
+      ::seqmix::detail::throw_bad_dtype(opname, dtype, "f32, bf16, f16 or f64"); \
   }
 
 // Every element type.
-#define SEQMIX_DISPATCH_ALL(dtype, opname, T, ...)                 \
-  switch (dtype) {                                                 \
-    SEQMIX_DTYPE_CASE(F32, float, T, __VA_ARGS__)                  \
-    SEQMIX_DTYPE_CASE(BF16, ::seqmix::bf16, T, __VA_ARGS__)        \
-    SEQMIX_DTYPE_CASE(F16, ::seqmix::f16, T, __VA_ARGS__)          \
-    SEQMIX_DTYPE_CASE(F64, double, T, __VA_ARGS__)                 \
-    SEQMIX_DTYPE_CASE(I32, int32_t, T, __VA_ARGS__)                \
-    SEQMIX_DTYPE_CASE(I64, int64_t, T, __VA_ARGS__)                \
-    SEQMIX_DTYPE_CASE(U8, uint8_t, T, __VA_ARGS__)                 \
-    default: ::seqmix::detail::throw_bad_dtype(opname, dtype, "any"); \
+#define SEQMIX_DISPATCH_ALL(dtype, opname, T, ...)             \
+  switch (dtype) {                                             \
+    SEQMIX_DTYPE_CASE(F32, float, T, __VA_ARGS__)              \
+    SEQMIX_DTYPE_CASE(BF16, ::seqmix::bf16, T, __VA_ARGS__)    \
+    SEQMIX_DTYPE_CASE(F16, ::seqmix::f16, T, __VA_ARGS__)      \
+    SEQMIX_DTYPE_CASE(F64, double, T, __VA_ARGS__)             \
+    SEQMIX_DTYPE_CASE(I32, int32_t, T, __VA_ARGS__)            \
+    SEQMIX_DTYPE_CASE(I64, int64_t, T, __VA_ARGS__)            \
+    SEQMIX_DTYPE_CASE(U8, uint8_t, T, __VA_ARGS__)             \
+    default:                                                   \
+      ::seqmix::detail::throw_bad_dtype(opname, dtype, "any"); \
   }
 
 // Index types: i32, i64.
-#define SEQMIX_DISPATCH_INDEX(dtype, opname, T, ...)                         \
-  switch (dtype) {                                                           \
-    SEQMIX_DTYPE_CASE(I32, int32_t, T, __VA_ARGS__)                          \
-    SEQMIX_DTYPE_CASE(I64, int64_t, T, __VA_ARGS__)                          \
-    default: ::seqmix::detail::throw_bad_dtype(opname, dtype, "i32 or i64"); \
+#define SEQMIX_DISPATCH_INDEX(dtype, opname, T, ...)                  \
+  switch (dtype) {                                                    \
+    SEQMIX_DTYPE_CASE(I32, int32_t, T, __VA_ARGS__)                   \
+    SEQMIX_DTYPE_CASE(I64, int64_t, T, __VA_ARGS__)                   \
+    default:                                                          \
+      ::seqmix::detail::throw_bad_dtype(opname, dtype, "i32 or i64"); \
   }

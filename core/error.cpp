@@ -11,15 +11,24 @@ namespace seqmix {
 
 const char* error_kind_name(ErrorKind k) {
   switch (k) {
-    case ErrorKind::Internal: return "internal error";
-    case ErrorKind::Value: return "invalid argument";
-    case ErrorKind::Unsupported: return "unsupported";
-    case ErrorKind::Usage: return "usage error";
-    case ErrorKind::Config: return "config error";
-    case ErrorKind::Data: return "data error";
-    case ErrorKind::Checkpoint: return "checkpoint error";
-    case ErrorKind::Cuda: return "CUDA error";
-    case ErrorKind::OutOfMemory: return "out of memory";
+    case ErrorKind::Internal:
+      return "internal error";
+    case ErrorKind::Value:
+      return "invalid argument";
+    case ErrorKind::Unsupported:
+      return "unsupported";
+    case ErrorKind::Usage:
+      return "usage error";
+    case ErrorKind::Config:
+      return "config error";
+    case ErrorKind::Data:
+      return "data error";
+    case ErrorKind::Checkpoint:
+      return "checkpoint error";
+    case ErrorKind::Cuda:
+      return "CUDA error";
+    case ErrorKind::OutOfMemory:
+      return "out of memory";
   }
   return "error";
 }
@@ -27,15 +36,20 @@ const char* error_kind_name(ErrorKind k) {
 int exit_code_for(ErrorKind k) {
   switch (k) {
     case ErrorKind::Usage:
-    case ErrorKind::Config: return 2;
+    case ErrorKind::Config:
+      return 2;
     case ErrorKind::Data:
-    case ErrorKind::Checkpoint: return 3;
-    default: return 1;
+    case ErrorKind::Checkpoint:
+      return 3;
+    default:
+      return 1;
   }
 }
 
 Error::Error(ErrorKind kind, std::string message, std::string where)
-    : std::runtime_error(message), kind_(kind), message_(std::move(message)),
+    : std::runtime_error(message),
+      kind_(kind),
+      message_(std::move(message)),
       where_(std::move(where)) {}
 
 namespace detail {
@@ -54,8 +68,9 @@ namespace detail {
 }
 
 [[noreturn]] void throw_bad_dtype(const char* op, DType t, const char* allowed) {
-  throw_error(ErrorKind::Unsupported, __FILE__, __LINE__,
-              fmt::format("{}: dtype {} is not supported (expected {})", op, dtype_name(t), allowed));
+  throw_error(
+      ErrorKind::Unsupported, __FILE__, __LINE__,
+      fmt::format("{}: dtype {} is not supported (expected {})", op, dtype_name(t), allowed));
 }
 
 }  // namespace detail

@@ -92,14 +92,14 @@ struct alignas(2) f16 {
     uint32_t u = float_bits(f);
     uint16_t sign = uint16_t((u >> 16) & 0x8000u);
     uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return uint16_t(sign | 0x7e00u);  // NaN
+    if (a > 0x7f800000u) return uint16_t(sign | 0x7e00u);   // NaN
     if (a >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // rounds to >= 65520: inf
     if (a < 0x38800000u) {
       // result is subnormal or zero: value * 2^24 rounded to nearest even integer
       if (a < 0x33000000u) return sign;  // < 2^-25: rounds to zero
       uint32_t e = a >> 23;              // biased float exponent, 102..112
       uint32_t m = (a & 0x7fffffu) | 0x800000u;
-      uint32_t shift = 126u - e;         // m * 2^(e-150) * 2^24 = m >> (126 - e)
+      uint32_t shift = 126u - e;  // m * 2^(e-150) * 2^24 = m >> (126 - e)
       uint32_t r = m >> shift;
       uint32_t rem = m & ((1u << shift) - 1u);
       uint32_t half = 1u << (shift - 1u);

@@ -26,11 +26,11 @@ SEQMIX_HD SEQMIX_FORCE_INLINE uint32_t mulhilo(uint32_t a, uint32_t b, uint32_t*
 }
 
 SEQMIX_HD SEQMIX_FORCE_INLINE U32x4 philox4x32_10(uint64_t seed, uint64_t counter_lo,
-                                                   uint64_t counter_hi) {
+                                                  uint64_t counter_hi) {
   uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
   uint32_t c0 = uint32_t(counter_lo), c1 = uint32_t(counter_lo >> 32);
   uint32_t c2 = uint32_t(counter_hi), c3 = uint32_t(counter_hi >> 32);
-SEQMIX_UNROLL
+  SEQMIX_UNROLL
   for (int r = 0; r < 10; ++r) {
     uint32_t hi0, hi1;
     uint32_t lo0 = mulhilo(0xD2511F53u, c0, &hi0);
@@ -56,7 +56,9 @@ SEQMIX_HD SEQMIX_FORCE_INLINE uint32_t lane(const U32x4& v, int i) {
 }
 
 // Uniform in [0, 1): the top 24 bits scaled exactly.
-SEQMIX_HD SEQMIX_FORCE_INLINE float u01(uint32_t u) { return float(u >> 8) * 5.9604644775390625e-08f; }
+SEQMIX_HD SEQMIX_FORCE_INLINE float u01(uint32_t u) {
+  return float(u >> 8) * 5.9604644775390625e-08f;
+}
 // Uniform in (0, 1].
 SEQMIX_HD SEQMIX_FORCE_INLINE float u01_open0(uint32_t u) {
   return float((u >> 8) + 1u) * 5.9604644775390625e-08f;
@@ -87,11 +89,11 @@ SEQMIX_HD SEQMIX_FORCE_INLINE float det_log(float x) {
 
 // sin and cos of 2*pi*v for v in [0, 1), deterministic across host and device.
 SEQMIX_HD SEQMIX_FORCE_INLINE void det_sincos_2pi(float v, float* s_out, float* c_out) {
-  float w = v * 4.0f;                      // quarter turns, exact
-  float qf = floorf(w + 0.5f);             // nearest quarter
-  float r = w - qf;                        // [-0.5, 0.5], exact
+  float w = v * 4.0f;           // quarter turns, exact
+  float qf = floorf(w + 0.5f);  // nearest quarter
+  float r = w - qf;             // [-0.5, 0.5], exact
   int q = int(qf) & 3;
-  float x = r * 1.57079637f;               // [-pi/4, pi/4]
+  float x = r * 1.57079637f;  // [-pi/4, pi/4]
   float x2 = x * x;
   float sp = fmaf(x2, 2.75573192e-06f, -1.98412698e-04f);
   sp = fmaf(x2, sp, 8.33333377e-03f);
@@ -102,10 +104,22 @@ SEQMIX_HD SEQMIX_FORCE_INLINE void det_sincos_2pi(float v, float* s_out, float* 
   cp = fmaf(x2, cp, -0.5f);
   float cs = fmaf(x2, cp, 1.0f);
   switch (q) {
-    case 0: *s_out = sn; *c_out = cs; break;
-    case 1: *s_out = cs; *c_out = -sn; break;
-    case 2: *s_out = -sn; *c_out = -cs; break;
-    default: *s_out = -cs; *c_out = sn; break;
+    case 0:
+      *s_out = sn;
+      *c_out = cs;
+      break;
+    case 1:
+      *s_out = cs;
+      *c_out = -sn;
+      break;
+    case 2:
+      *s_out = -sn;
+      *c_out = -cs;
+      break;
+    default:
+      *s_out = -cs;
+      *c_out = sn;
+      break;
   }
 }
 

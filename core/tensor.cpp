@@ -18,7 +18,10 @@ namespace seqmix {
 
 Tensor::Tensor(std::shared_ptr<Storage> storage, const Shape& shape, const Strides& strides,
                int64_t offset, DType dtype)
-    : storage_(std::move(storage)), shape_(shape), strides_(strides), offset_(offset),
+    : storage_(std::move(storage)),
+      shape_(shape),
+      strides_(strides),
+      offset_(offset),
       dtype_(dtype) {
   SEQMIX_ASSERT(shape_.size() == strides_.size());
 }
@@ -60,17 +63,21 @@ Tensor Tensor::arange(int64_t n, DType dtype, Device device) {
 Tensor Tensor::from_host(const void* src, DType src_dtype, const Shape& shape, DType dtype,
                          Device device) {
   // Wrap the host memory as a non-owning CPU tensor, then cast/copy.
-  auto view_storage = std::make_shared<Storage>(DataPtr(const_cast<void*>(src), nullptr, nullptr),
-                                                size_t(shape.numel()) * dtype_size(src_dtype),
-                                                Device::cpu());
+  auto view_storage =
+      std::make_shared<Storage>(DataPtr(const_cast<void*>(src), nullptr, nullptr),
+                                size_t(shape.numel()) * dtype_size(src_dtype), Device::cpu());
   Tensor host(view_storage, shape, contiguous_strides(shape), 0, src_dtype);
   Tensor out = empty(shape, dtype, device);
   out.copy_(host);  // a host-to-device copy has read `src` when it returns
   return out;
 }
 
-int64_t Tensor::size(int64_t d) const { return shape_[wrap_dim(d, dim())]; }
-int64_t Tensor::stride(int64_t d) const { return strides_[wrap_dim(d, dim())]; }
+int64_t Tensor::size(int64_t d) const {
+  return shape_[wrap_dim(d, dim())];
+}
+int64_t Tensor::stride(int64_t d) const {
+  return strides_[wrap_dim(d, dim())];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
@@ -87,7 +94,9 @@ bool Tensor::is_same(const Tensor& o) const {
          offset_ == o.offset_ && dtype_ == o.dtype_;
 }
 
-std::string Tensor::str() const { return describe(*this); }
+std::string Tensor::str() const {
+  return describe(*this);
+}
 
 std::string describe(const Tensor& t) {
   if (!t.defined()) return "undefined";
@@ -172,7 +181,8 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
 }
 
 Tensor Tensor::permute(const DimVec& dims) const {
-  SEQMIX_CHECK(dims.size() == dim(), "permute: {} dims given for a {}-d tensor", dims.size(), dim());
+  SEQMIX_CHECK(dims.size() == dim(), "permute: {} dims given for a {}-d tensor", dims.size(),
+               dim());
   Shape s;
   Strides st;
   bool seen[kMaxDims] = {};
@@ -298,7 +308,9 @@ Tensor Tensor::as_strided(const Shape& shape, const Strides& strides, int64_t of
 
 // ---- copies ----
 
-Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
+Tensor Tensor::contiguous() const {
+  return is_contiguous() ? *this : clone();
+}
 
 Tensor Tensor::clone() const {
   Tensor out = empty(shape_, dtype_, device());
@@ -306,8 +318,12 @@ Tensor Tensor::clone() const {
   return out;
 }
 
-Tensor Tensor::to(Device device) const { return to(device, dtype_); }
-Tensor Tensor::to(DType dtype) const { return to(device(), dtype); }
+Tensor Tensor::to(Device device) const {
+  return to(device, dtype_);
+}
+Tensor Tensor::to(DType dtype) const {
+  return to(device(), dtype);
+}
 
 Tensor Tensor::to(Device dev, DType dtype) const {
   if (dev == device() && dtype == dtype_) return *this;
@@ -316,8 +332,12 @@ Tensor Tensor::to(Device dev, DType dtype) const {
   return out;
 }
 
-void Tensor::copy_(const Tensor& src) const { ops::copy_(*this, src); }
-void Tensor::fill_(double value) const { ops::fill_(*this, value); }
+void Tensor::copy_(const Tensor& src) const {
+  ops::copy_(*this, src);
+}
+void Tensor::fill_(double value) const {
+  ops::fill_(*this, value);
+}
 
 void Tensor::copy_to_host(void* dst, DType dst_dtype) const {
   SEQMIX_CHECK(defined(), "reading an undefined tensor");

@@ -27,8 +27,7 @@ class Tensor {
   static Tensor empty(const Shape& shape, DType dtype, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype, Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype, Device device = Device::cpu());
-  static Tensor full(const Shape& shape, double value, DType dtype,
-                     Device device = Device::cpu());
+  static Tensor full(const Shape& shape, double value, DType dtype, Device device = Device::cpu());
   static Tensor arange(int64_t n, DType dtype, Device device = Device::cpu());
   // Copies `count` host elements of type `src_dtype` into a new tensor of `dtype` on `device`.
   static Tensor from_host(const void* src, DType src_dtype, const Shape& shape, DType dtype,
@@ -76,7 +75,7 @@ class Tensor {
   }
 
   // ---- views (no copy) ----
-  Tensor view(const Shape& shape) const;  // one entry may be -1; throws if not viewable
+  Tensor view(const Shape& shape) const;     // one entry may be -1; throws if not viewable
   Tensor reshape(const Shape& shape) const;  // a view when possible, else a contiguous copy
   Tensor transpose(int64_t d0, int64_t d1) const;
   Tensor permute(const DimVec& dims) const;

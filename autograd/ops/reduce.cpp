@@ -34,7 +34,9 @@ Variable sum(const Variable& x, const DimVec& dims, bool keepdim) {
                   return {expand_back(g[0], shape, dims, keepdim)};
                 });
 }
-Variable sum(const Variable& x, int64_t dim, bool keepdim) { return sum(x, DimVec{dim}, keepdim); }
+Variable sum(const Variable& x, int64_t dim, bool keepdim) {
+  return sum(x, DimVec{dim}, keepdim);
+}
 Variable sum(const Variable& x) {
   Tensor out = ops::reduce_all(ops::ReduceOp::Sum, x.data());
   return record("SumBackward", {&x}, std::move(out),
@@ -46,11 +48,11 @@ Variable sum(const Variable& x) {
 Variable mean(const Variable& x, int64_t dim, bool keepdim) {
   Tensor out = ops::reduce(ops::ReduceOp::Mean, x.data(), dim, keepdim);
   const int64_t n = x.data().dim() == 0 ? 1 : x.size(dim);
-  return record("MeanBackward", {&x}, std::move(out),
-                [shape = x.shape(), dim, keepdim, n](const Node&, TensorList& g) -> TensorList {
-                  return {expand_back(ops::mul_scalar(g[0], 1.0 / double(n)), shape, DimVec{dim},
-                                      keepdim)};
-                });
+  return record(
+      "MeanBackward", {&x}, std::move(out),
+      [shape = x.shape(), dim, keepdim, n](const Node&, TensorList& g) -> TensorList {
+        return {expand_back(ops::mul_scalar(g[0], 1.0 / double(n)), shape, DimVec{dim}, keepdim)};
+      });
 }
 Variable mean(const Variable& x) {
   Tensor out = ops::reduce_all(ops::ReduceOp::Mean, x.data());
@@ -64,13 +66,13 @@ Variable mean(const Variable& x) {
 Variable max(const Variable& x, int64_t dim, bool keepdim) {
   auto [vals, idx] = ops::max_with_index(x.data(), dim, keepdim);
   const int d = wrap_dim(dim, x.dim());
-  return record("MaxBackward", {&x}, std::move(vals),
-                [shape = x.shape(), d, keepdim, idx = idx](const Node&,
-                                                           TensorList& g) -> TensorList {
-                  Tensor gk = keepdim ? g[0] : g[0].unsqueeze(d);
-                  Tensor ik = keepdim ? idx : idx.unsqueeze(d);
-                  return {ops::scatter_dim(shape, d, ik, gk.contiguous())};
-                });
+  return record(
+      "MaxBackward", {&x}, std::move(vals),
+      [shape = x.shape(), d, keepdim, idx = idx](const Node&, TensorList& g) -> TensorList {
+        Tensor gk = keepdim ? g[0] : g[0].unsqueeze(d);
+        Tensor ik = keepdim ? idx : idx.unsqueeze(d);
+        return {ops::scatter_dim(shape, d, ik, gk.contiguous())};
+      });
 }
 Variable max(const Variable& x) {
   Variable flat = reshape(x, {x.numel()});
@@ -81,14 +83,14 @@ Variable logsumexp(const Variable& x, int64_t dim, bool keepdim) {
   Tensor out = ops::reduce(ops::ReduceOp::LogSumExp, x.data(), dim, keepdim);
   const int d = wrap_dim(dim, x.dim());
   Tensor lse = keepdim ? out : out.unsqueeze(d);
-  return record("LogSumExpBackward", {&x}, std::move(out),
-                [d, keepdim, sx = SavedTensor(x.data(), "LogSumExpBackward"),
-                 sl = SavedTensor(lse, "LogSumExpBackward")](const Node&,
-                                                             TensorList& g) -> TensorList {
-                  Tensor gk = keepdim ? g[0] : g[0].unsqueeze(d);
-                  Tensor p = ops::exp(ops::sub(sx.get(), sl.get()));
-                  return {ops::mul(p, gk)};
-                });
+  return record(
+      "LogSumExpBackward", {&x}, std::move(out),
+      [d, keepdim, sx = SavedTensor(x.data(), "LogSumExpBackward"),
+       sl = SavedTensor(lse, "LogSumExpBackward")](const Node&, TensorList& g) -> TensorList {
+        Tensor gk = keepdim ? g[0] : g[0].unsqueeze(d);
+        Tensor p = ops::exp(ops::sub(sx.get(), sl.get()));
+        return {ops::mul(p, gk)};
+      });
 }
 
 }  // namespace seqmix

@@ -43,10 +43,9 @@ Variable squeeze(const Variable& x, int64_t dim) {
 }
 
 Variable transpose(const Variable& x, int64_t d0, int64_t d1) {
-  return record("TransposeBackward", {&x}, x.data().transpose(d0, d1),
-                [d0, d1](const Node&, TensorList& g) -> TensorList {
-                  return {g[0].transpose(d0, d1)};
-                });
+  return record(
+      "TransposeBackward", {&x}, x.data().transpose(d0, d1),
+      [d0, d1](const Node&, TensorList& g) -> TensorList { return {g[0].transpose(d0, d1)}; });
 }
 
 Variable permute(const Variable& x, const DimVec& dims) {
@@ -65,12 +64,12 @@ Variable contiguous(const Variable& x) {
 }
 
 Variable slice(const Variable& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
-  return record("SliceBackward", {&x}, x.data().slice(dim, start, end, step),
-                [shape = x.shape(), dim, start, end, step](const Node&,
-                                                           TensorList& g) -> TensorList {
-                  return {embed(g[0], shape,
-                                [&](const Tensor& z) { return z.slice(dim, start, end, step); })};
-                });
+  return record(
+      "SliceBackward", {&x}, x.data().slice(dim, start, end, step),
+      [shape = x.shape(), dim, start, end, step](const Node&, TensorList& g) -> TensorList {
+        return {
+            embed(g[0], shape, [&](const Tensor& z) { return z.slice(dim, start, end, step); })};
+      });
 }
 
 Variable narrow(const Variable& x, int64_t dim, int64_t start, int64_t length) {
@@ -81,11 +80,11 @@ Variable narrow(const Variable& x, int64_t dim, int64_t start, int64_t length) {
 }
 
 Variable select(const Variable& x, int64_t dim, int64_t index) {
-  return record("SelectBackward", {&x}, x.data().select(dim, index),
-                [shape = x.shape(), dim, index](const Node&, TensorList& g) -> TensorList {
-                  return {embed(g[0], shape,
-                                [&](const Tensor& z) { return z.select(dim, index); })};
-                });
+  return record(
+      "SelectBackward", {&x}, x.data().select(dim, index),
+      [shape = x.shape(), dim, index](const Node&, TensorList& g) -> TensorList {
+        return {embed(g[0], shape, [&](const Tensor& z) { return z.select(dim, index); })};
+      });
 }
 
 Variable expand(const Variable& x, const Shape& shape) {

@@ -173,12 +173,13 @@ DataPtr cache_allocate(int device, size_t nbytes) {
         size_t free_b = 0, total_b = 0;
         (void)cudaMemGetInfo(&free_b, &total_b);
         (void)cudaGetLastError();
-        SEQMIX_THROW(OutOfMemory,
-                     "CUDA out of memory on cuda:{}: tried to allocate {} ({} bytes); seqmix has {} "
-                     "in use and {} reserved; the device has {} free of {}",
-                     device, fmt_bytes(int64_t(size)), nbytes, fmt_bytes(c.stats.allocated_bytes),
-                     fmt_bytes(c.stats.reserved_bytes), fmt_bytes(int64_t(free_b)),
-                     fmt_bytes(int64_t(total_b)));
+        SEQMIX_THROW(
+            OutOfMemory,
+            "CUDA out of memory on cuda:{}: tried to allocate {} ({} bytes); seqmix has {} "
+            "in use and {} reserved; the device has {} free of {}",
+            device, fmt_bytes(int64_t(size)), nbytes, fmt_bytes(c.stats.allocated_bytes),
+            fmt_bytes(c.stats.reserved_bytes), fmt_bytes(int64_t(free_b)),
+            fmt_bytes(int64_t(total_b)));
       }
       b = new Block();
       b->ptr = p;
@@ -228,8 +229,7 @@ void cache_record_stream(void* ptr, int device, cudaStream_t stream) {
   SEQMIX_CHECK(it != c.active.end(), "record_stream: pointer is not a live seqmix CUDA block");
   Block* b = it->second;
   if (stream == b->stream) return;
-  if (std::find(b->other_streams.begin(), b->other_streams.end(), stream) ==
-      b->other_streams.end())
+  if (std::find(b->other_streams.begin(), b->other_streams.end(), stream) == b->other_streams.end())
     b->other_streams.push_back(stream);
 }
 

@@ -7,11 +7,11 @@ namespace seqmix::cuda {
 [[noreturn]] void fail(cudaError_t err, const char* expr, const char* file, int line);
 }  // namespace seqmix::cuda
 
-#define SEQMIX_CUDA_CHECK(expr)                                                    \
-  do {                                                                             \
-    cudaError_t seqmix_err_ = (expr);                                              \
-    if (seqmix_err_ != cudaSuccess) [[unlikely]]                                   \
-      ::seqmix::cuda::fail(seqmix_err_, #expr, __FILE__, __LINE__);                \
+#define SEQMIX_CUDA_CHECK(expr)                                     \
+  do {                                                              \
+    cudaError_t seqmix_err_ = (expr);                               \
+    if (seqmix_err_ != cudaSuccess) [[unlikely]]                    \
+      ::seqmix::cuda::fail(seqmix_err_, #expr, __FILE__, __LINE__); \
   } while (0)
 
 // After every kernel launch: reports invalid configurations and earlier asynchronous faults.

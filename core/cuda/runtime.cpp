@@ -14,16 +14,18 @@
 
 namespace seqmix::cuda {
 
-bool built_with_cuda() { return SEQMIX_WITH_CUDA != 0; }
+bool built_with_cuda() {
+  return SEQMIX_WITH_CUDA != 0;
+}
 
 #if SEQMIX_WITH_CUDA
 
 [[noreturn]] void fail(cudaError_t err, const char* expr, const char* file, int line) {
   const ErrorKind kind =
       err == cudaErrorMemoryAllocation ? ErrorKind::OutOfMemory : ErrorKind::Cuda;
-  detail::throw_error(kind, file, line,
-                      fmt::format("{} failed: {} ({})", expr, cudaGetErrorString(err),
-                                  cudaGetErrorName(err)));
+  detail::throw_error(
+      kind, file, line,
+      fmt::format("{} failed: {} ({})", expr, cudaGetErrorString(err), cudaGetErrorName(err)));
 }
 
 namespace {
@@ -65,9 +67,15 @@ void check_index(int device) {
 
 }  // namespace
 
-bool is_available() { return probe().count > 0; }
-std::string unavailable_reason() { return is_available() ? std::string() : probe().reason; }
-int device_count() { return probe().count; }
+bool is_available() {
+  return probe().count > 0;
+}
+std::string unavailable_reason() {
+  return is_available() ? std::string() : probe().reason;
+}
+int device_count() {
+  return probe().count;
+}
 
 const DeviceProps& props(int device) {
   check_index(device);
@@ -143,14 +151,21 @@ cudaStream_t create_stream(int device, int priority) {
   return s;
 }
 
-void destroy_stream(cudaStream_t s) { SEQMIX_CUDA_CHECK(cudaStreamDestroy(s)); }
+void destroy_stream(cudaStream_t s) {
+  SEQMIX_CUDA_CHECK(cudaStreamDestroy(s));
+}
 
-void synchronize(int device) { synchronize_stream(current_stream(device)); }
-void synchronize_stream(cudaStream_t s) { SEQMIX_CUDA_CHECK(cudaStreamSynchronize(s)); }
+void synchronize(int device) {
+  synchronize_stream(current_stream(device));
+}
+void synchronize_stream(cudaStream_t s) {
+  SEQMIX_CUDA_CHECK(cudaStreamSynchronize(s));
+}
 
 Event::Event(bool timing) {
   cudaEvent_t e;
-  SEQMIX_CUDA_CHECK(cudaEventCreateWithFlags(&e, timing ? cudaEventDefault : cudaEventDisableTiming));
+  SEQMIX_CUDA_CHECK(
+      cudaEventCreateWithFlags(&e, timing ? cudaEventDefault : cudaEventDisableTiming));
   ev_ = e;
 }
 Event::~Event() {
@@ -176,8 +191,8 @@ bool Event::query() const {
 }
 float Event::elapsed_ms(const Event& end) const {
   float ms = 0;
-  SEQMIX_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(ev_),
-                                         static_cast<cudaEvent_t>(end.ev_)));
+  SEQMIX_CUDA_CHECK(
+      cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(ev_), static_cast<cudaEvent_t>(end.ev_)));
   return ms;
 }
 
@@ -185,33 +200,74 @@ float Event::elapsed_ms(const Event& end) const {
 
 namespace {
 [[noreturn]] void no_cuda() {
-  SEQMIX_THROW(Unsupported, "this seqmix build has no CUDA support (configure with the cuda preset)");
+  SEQMIX_THROW(Unsupported,
+               "this seqmix build has no CUDA support (configure with the cuda preset)");
 }
 }  // namespace
 
-bool is_available() { return false; }
-std::string unavailable_reason() { return "seqmix was built without CUDA"; }
-int device_count() { return 0; }
-const DeviceProps& props(int) { no_cuda(); }
-int current_device() { no_cuda(); }
-void set_device(int) { no_cuda(); }
-DeviceGuard::DeviceGuard(int) { no_cuda(); }
+bool is_available() {
+  return false;
+}
+std::string unavailable_reason() {
+  return "seqmix was built without CUDA";
+}
+int device_count() {
+  return 0;
+}
+const DeviceProps& props(int) {
+  no_cuda();
+}
+int current_device() {
+  no_cuda();
+}
+void set_device(int) {
+  no_cuda();
+}
+DeviceGuard::DeviceGuard(int) {
+  no_cuda();
+}
 DeviceGuard::~DeviceGuard() = default;
-cudaStream_t main_stream(int) { no_cuda(); }
-cudaStream_t current_stream(int) { no_cuda(); }
-StreamGuard::StreamGuard(int device, cudaStream_t) : device_(device), prev_(nullptr) { no_cuda(); }
+cudaStream_t main_stream(int) {
+  no_cuda();
+}
+cudaStream_t current_stream(int) {
+  no_cuda();
+}
+StreamGuard::StreamGuard(int device, cudaStream_t) : device_(device), prev_(nullptr) {
+  no_cuda();
+}
 StreamGuard::~StreamGuard() = default;
-cudaStream_t create_stream(int, int) { no_cuda(); }
-void destroy_stream(cudaStream_t) { no_cuda(); }
-void synchronize(int) { no_cuda(); }
-void synchronize_stream(cudaStream_t) { no_cuda(); }
-Event::Event(bool) { no_cuda(); }
+cudaStream_t create_stream(int, int) {
+  no_cuda();
+}
+void destroy_stream(cudaStream_t) {
+  no_cuda();
+}
+void synchronize(int) {
+  no_cuda();
+}
+void synchronize_stream(cudaStream_t) {
+  no_cuda();
+}
+Event::Event(bool) {
+  no_cuda();
+}
 Event::~Event() = default;
-void Event::record(cudaStream_t) { no_cuda(); }
-void Event::wait(cudaStream_t) const { no_cuda(); }
-void Event::synchronize() const { no_cuda(); }
-bool Event::query() const { no_cuda(); }
-float Event::elapsed_ms(const Event&) const { no_cuda(); }
+void Event::record(cudaStream_t) {
+  no_cuda();
+}
+void Event::wait(cudaStream_t) const {
+  no_cuda();
+}
+void Event::synchronize() const {
+  no_cuda();
+}
+bool Event::query() const {
+  no_cuda();
+}
+float Event::elapsed_ms(const Event&) const {
+  no_cuda();
+}
 
 #endif
 

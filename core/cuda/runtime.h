@@ -78,7 +78,7 @@ class Event {
   void record(cudaStream_t s);
   void wait(cudaStream_t s) const;  // makes `s` wait for this event (no host sync)
   void synchronize() const;
-  bool query() const;  // true when completed
+  bool query() const;                        // true when completed
   float elapsed_ms(const Event& end) const;  // from this event to `end`
 
  private:

@@ -18,6 +18,8 @@ void check_floating(const char* op, const char* name, const Tensor& t);
 void check_dtype(const char* op, const char* name, const Tensor& t, DType expected);
 void check_shape(const char* op, const char* name, const Tensor& t, const Shape& expected);
 
-inline cudaStream_t stream_of(Device d) { return cuda::current_stream(d.index); }
+inline cudaStream_t stream_of(Device d) {
+  return cuda::current_stream(d.index);
+}
 
 }  // namespace seqmix::ops

@@ -8,25 +8,31 @@ namespace seqmix::ops {
 
 const char* unary_op_name(UnaryOp op) {
   static constexpr const char* kNames[] = {
-      "neg",     "exp",     "log",       "sqrt", "rsqrt", "pow",        "sigmoid",
-      "logsigmoid", "silu", "gelu",      "gelu_tanh", "tanh", "softplus", "relu",
-      "abs",     "add_scalar", "mul_scalar", "rsub_scalar", "rdiv_scalar"};
+      "neg",        "exp",        "log",        "sqrt",        "rsqrt",      "pow",      "sigmoid",
+      "logsigmoid", "silu",       "gelu",       "gelu_tanh",   "tanh",       "softplus", "relu",
+      "abs",        "add_scalar", "mul_scalar", "rsub_scalar", "rdiv_scalar"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == kNumUnaryOps);
   return kNames[int(op)];
 }
 
 const char* binary_op_name(BinaryOp op) {
   switch (op) {
-    case BinaryOp::Add: return "add";
-    case BinaryOp::Sub: return "sub";
-    case BinaryOp::Mul: return "mul";
-    case BinaryOp::Div: return "div";
+    case BinaryOp::Add:
+      return "add";
+    case BinaryOp::Sub:
+      return "sub";
+    case BinaryOp::Mul:
+      return "mul";
+    case BinaryOp::Div:
+      return "div";
   }
   return "?";
 }
 
 namespace {
-Tensor as_dtype(const Tensor& t, DType d) { return t.dtype() == d ? t : t.to(d); }
+Tensor as_dtype(const Tensor& t, DType d) {
+  return t.dtype() == d ? t : t.to(d);
+}
 }  // namespace
 
 Tensor unary(UnaryOp op, const Tensor& x, double scalar) {

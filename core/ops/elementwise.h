@@ -14,14 +14,14 @@ enum class UnaryOp : uint8_t {
   Log,
   Sqrt,
   Rsqrt,
-  Pow,         // x ^ scalar
+  Pow,  // x ^ scalar
   Sigmoid,
   LogSigmoid,
   Silu,
-  GeluErf,     // 0.5 x (1 + erf(x / sqrt 2))
-  GeluTanh,    // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  GeluErf,   // 0.5 x (1 + erf(x / sqrt 2))
+  GeluTanh,  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
   Tanh,
-  Softplus,    // log(1 + e^x), linear above x = 20 (as PyTorch)
+  Softplus,  // log(1 + e^x), linear above x = 20 (as PyTorch)
   Relu,
   Abs,
   AddScalar,   // x + scalar
@@ -57,19 +57,39 @@ void binary_out(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b
 inline Tensor add(const Tensor& a, const Tensor& b, double alpha = 1.0) {
   return binary(BinaryOp::Add, a, b, alpha);
 }
-inline Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Sub, a, b); }
-inline Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, a, b); }
-inline Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, a, b); }
-inline Tensor neg(const Tensor& x) { return unary(UnaryOp::Neg, x); }
-inline Tensor exp(const Tensor& x) { return unary(UnaryOp::Exp, x); }
-inline Tensor log(const Tensor& x) { return unary(UnaryOp::Log, x); }
-inline Tensor sqrt(const Tensor& x) { return unary(UnaryOp::Sqrt, x); }
-inline Tensor mul_scalar(const Tensor& x, double s) { return unary(UnaryOp::MulScalar, x, s); }
-inline Tensor add_scalar(const Tensor& x, double s) { return unary(UnaryOp::AddScalar, x, s); }
+inline Tensor sub(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Sub, a, b);
+}
+inline Tensor mul(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Mul, a, b);
+}
+inline Tensor div(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Div, a, b);
+}
+inline Tensor neg(const Tensor& x) {
+  return unary(UnaryOp::Neg, x);
+}
+inline Tensor exp(const Tensor& x) {
+  return unary(UnaryOp::Exp, x);
+}
+inline Tensor log(const Tensor& x) {
+  return unary(UnaryOp::Log, x);
+}
+inline Tensor sqrt(const Tensor& x) {
+  return unary(UnaryOp::Sqrt, x);
+}
+inline Tensor mul_scalar(const Tensor& x, double s) {
+  return unary(UnaryOp::MulScalar, x, s);
+}
+inline Tensor add_scalar(const Tensor& x, double s) {
+  return unary(UnaryOp::AddScalar, x, s);
+}
 // In place: a += alpha * b (b broadcast to a); a *= s.
 inline void add_(const Tensor& a, const Tensor& b, double alpha = 1.0) {
   binary_out(BinaryOp::Add, a, a, b, alpha);
 }
-inline void mul_(const Tensor& a, double s) { unary_out(UnaryOp::MulScalar, a, a, s); }
+inline void mul_(const Tensor& a, double s) {
+  unary_out(UnaryOp::MulScalar, a, a, s);
+}
 
 }  // namespace seqmix::ops

@@ -64,25 +64,24 @@ void binary_t(const ElemIter& it, T* c, const T* a, const T* b, double alpha) {
 
 void unary_cpu(UnaryOp op, DType t, const ElemIter& it, void* y, const void* x, double s) {
   SEQMIX_DISPATCH_FLOAT(t, "unary", T, {
-    SEQMIX_DISPATCH_UNARY_OP(op, unary_t<OP, T>(it, static_cast<T*>(y),
-                                                static_cast<const T*>(x), s));
+    SEQMIX_DISPATCH_UNARY_OP(op,
+                             unary_t<OP, T>(it, static_cast<T*>(y), static_cast<const T*>(x), s));
   });
 }
 
 void unary_backward_cpu(UnaryOp op, DType t, const ElemIter& it, void* dx, const void* x,
                         const void* dy, double s) {
   SEQMIX_DISPATCH_FLOAT(t, "unary_backward", T, {
-    SEQMIX_DISPATCH_UNARY_OP(op, unary_bwd_t<OP, T>(it, static_cast<T*>(dx),
-                                                    static_cast<const T*>(x),
-                                                    static_cast<const T*>(dy), s));
+    SEQMIX_DISPATCH_UNARY_OP(op,
+                             unary_bwd_t<OP, T>(it, static_cast<T*>(dx), static_cast<const T*>(x),
+                                                static_cast<const T*>(dy), s));
   });
 }
 
 void binary_cpu(BinaryOp op, DType t, const ElemIter& it, void* c, const void* a, const void* b,
                 double alpha) {
   SEQMIX_DISPATCH_FLOAT(t, "binary", T, {
-    SEQMIX_DISPATCH_BINARY_OP(op, binary_t<OP, T>(it, static_cast<T*>(c),
-                                                  static_cast<const T*>(a),
+    SEQMIX_DISPATCH_BINARY_OP(op, binary_t<OP, T>(it, static_cast<T*>(c), static_cast<const T*>(a),
                                                   static_cast<const T*>(b), alpha));
   });
 }

@@ -30,7 +30,9 @@ int grid_for(int64_t work) {
   return int(std::clamp<int64_t>(b, 1, int64_t(1) << 20));
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
 
 template <int NIN, typename T>
 struct InPtrs {
@@ -120,8 +122,7 @@ void launch(const ElemIter& it, T* out, InPtrs<NIN, T> in, F f, cudaStream_t str
 // ---- copies and fills ----
 
 template <typename D, typename S>
-__global__ void __launch_bounds__(kThreads)
-    cast_kernel(ElemIter it, D* dst, const S* src) {
+__global__ void __launch_bounds__(kThreads) cast_kernel(ElemIter it, D* dst, const S* src) {
   const int64_t step = int64_t(gridDim.x) * kThreads;
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < it.numel; i += step) {
     if (it.contiguous) {
@@ -136,8 +137,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // Same-dtype strided copy, by element width.
 template <typename W>
-__global__ void __launch_bounds__(kThreads)
-    strided_copy_kernel(ElemIter it, W* dst, const W* src) {
+__global__ void __launch_bounds__(kThreads) strided_copy_kernel(ElemIter it, W* dst, const W* src) {
   const int64_t step = int64_t(gridDim.x) * kThreads;
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < it.numel; i += step) {
     int64_t off[2];
@@ -202,8 +202,8 @@ void unary_cuda(UnaryOp op, DType t, const ElemIter& it, void* y, const void* x,
   SEQMIX_DISPATCH_FLOAT(t, "unary", T, {
     using A = acc_t<T>;
     InPtrs<1, T> in{{static_cast<const T*>(x)}};
-    SEQMIX_DISPATCH_UNARY_OP(op, launch<1, T>(it, static_cast<T*>(y), in,
-                                              UnaryFwdF<OP, A>{A(s)}, stream));
+    SEQMIX_DISPATCH_UNARY_OP(
+        op, launch<1, T>(it, static_cast<T*>(y), in, UnaryFwdF<OP, A>{A(s)}, stream));
   });
 }
 
@@ -212,8 +212,8 @@ void unary_backward_cuda(UnaryOp op, DType t, const ElemIter& it, void* dx, cons
   SEQMIX_DISPATCH_FLOAT(t, "unary_backward", T, {
     using A = acc_t<T>;
     InPtrs<2, T> in{{static_cast<const T*>(x), static_cast<const T*>(dy)}};
-    SEQMIX_DISPATCH_UNARY_OP(op, launch<2, T>(it, static_cast<T*>(dx), in,
-                                              UnaryBwdF<OP, A>{A(s)}, stream));
+    SEQMIX_DISPATCH_UNARY_OP(
+        op, launch<2, T>(it, static_cast<T*>(dx), in, UnaryBwdF<OP, A>{A(s)}, stream));
   });
 }
 
@@ -222,8 +222,8 @@ void binary_cuda(BinaryOp op, DType t, const ElemIter& it, void* c, const void* 
   SEQMIX_DISPATCH_FLOAT(t, "binary", T, {
     using A = acc_t<T>;
     InPtrs<2, T> in{{static_cast<const T*>(a), static_cast<const T*>(b)}};
-    SEQMIX_DISPATCH_BINARY_OP(op, launch<2, T>(it, static_cast<T*>(c), in,
-                                               BinaryF<OP, A>{A(alpha)}, stream));
+    SEQMIX_DISPATCH_BINARY_OP(
+        op, launch<2, T>(it, static_cast<T*>(c), in, BinaryF<OP, A>{A(alpha)}, stream));
   });
 }
 
@@ -252,19 +252,19 @@ void copy_cuda(DType dst_t, DType src_t, const ElemIter& it, void* dst, const vo
     switch (dtype_size(dst_t)) {
       case 1:
         strided_copy_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint8_t*>(dst),
-                                                         static_cast<const uint8_t*>(src));
+                                                        static_cast<const uint8_t*>(src));
         break;
       case 2:
         strided_copy_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint16_t*>(dst),
-                                                         static_cast<const uint16_t*>(src));
+                                                        static_cast<const uint16_t*>(src));
         break;
       case 4:
         strided_copy_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint32_t*>(dst),
-                                                         static_cast<const uint32_t*>(src));
+                                                        static_cast<const uint32_t*>(src));
         break;
       default:
         strided_copy_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint64_t*>(dst),
-                                                         static_cast<const uint64_t*>(src));
+                                                        static_cast<const uint64_t*>(src));
         break;
     }
     SEQMIX_LAUNCH_CHECK();
@@ -272,8 +272,8 @@ void copy_cuda(DType dst_t, DType src_t, const ElemIter& it, void* dst, const vo
   }
   SEQMIX_DISPATCH_ALL(dst_t, "copy", D, {
     SEQMIX_DISPATCH_ALL(src_t, "copy", S, {
-      cast_kernel<D, S><<<grid_for(it.numel), kThreads, 0, stream>>>(
-          it, static_cast<D*>(dst), static_cast<const S*>(src));
+      cast_kernel<D, S><<<grid_for(it.numel), kThreads, 0, stream>>>(it, static_cast<D*>(dst),
+                                                                     static_cast<const S*>(src));
       SEQMIX_LAUNCH_CHECK();
     });
   });
@@ -285,19 +285,19 @@ void fill_cuda(DType t, const ElemIter& it, void* dst, double value, cudaStream_
   switch (dtype_size(t)) {
     case 1:
       fill_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint8_t*>(dst),
-                                               bits_of<uint8_t>(value, t));
+                                              bits_of<uint8_t>(value, t));
       break;
     case 2:
       fill_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint16_t*>(dst),
-                                               bits_of<uint16_t>(value, t));
+                                              bits_of<uint16_t>(value, t));
       break;
     case 4:
       fill_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint32_t*>(dst),
-                                               bits_of<uint32_t>(value, t));
+                                              bits_of<uint32_t>(value, t));
       break;
     default:
       fill_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint64_t*>(dst),
-                                               bits_of<uint64_t>(value, t));
+                                              bits_of<uint64_t>(value, t));
       break;
   }
   SEQMIX_LAUNCH_CHECK();

@@ -9,9 +9,13 @@
 namespace seqmix::ops::fn {
 
 // Overloads that pick the float or double libm / CUDA math function.
-#define SEQMIX_MATH1(name, fname, dname)                                  \
-  SEQMIX_HD SEQMIX_FORCE_INLINE float name(float x) { return ::fname(x); } \
-  SEQMIX_HD SEQMIX_FORCE_INLINE double name(double x) { return ::dname(x); }
+#define SEQMIX_MATH1(name, fname, dname)                \
+  SEQMIX_HD SEQMIX_FORCE_INLINE float name(float x) {   \
+    return ::fname(x);                                  \
+  }                                                     \
+  SEQMIX_HD SEQMIX_FORCE_INLINE double name(double x) { \
+    return ::dname(x);                                  \
+  }
 SEQMIX_MATH1(m_exp, expf, exp)
 SEQMIX_MATH1(m_log, logf, log)
 SEQMIX_MATH1(m_log1p, log1pf, log1p)
@@ -20,8 +24,12 @@ SEQMIX_MATH1(m_tanh, tanhf, tanh)
 SEQMIX_MATH1(m_erf, erff, erf)
 SEQMIX_MATH1(m_abs, fabsf, fabs)
 #undef SEQMIX_MATH1
-SEQMIX_HD SEQMIX_FORCE_INLINE float m_pow(float x, float p) { return ::powf(x, p); }
-SEQMIX_HD SEQMIX_FORCE_INLINE double m_pow(double x, double p) { return ::pow(x, p); }
+SEQMIX_HD SEQMIX_FORCE_INLINE float m_pow(float x, float p) {
+  return ::powf(x, p);
+}
+SEQMIX_HD SEQMIX_FORCE_INLINE double m_pow(double x, double p) {
+  return ::pow(x, p);
+}
 
 template <typename A>
 SEQMIX_HD SEQMIX_FORCE_INLINE A sigmoid(A x) {
@@ -35,11 +43,11 @@ SEQMIX_HD SEQMIX_FORCE_INLINE A softplus(A x) {
 template <UnaryOp OP, typename A>
 struct Unary;
 
-#define SEQMIX_UNARY(OPNAME, FWD, BWD)                                     \
-  template <typename A>                                                    \
-  struct Unary<UnaryOp::OPNAME, A> {                                       \
-    SEQMIX_HD SEQMIX_FORCE_INLINE static A fwd(A x, A s) { FWD; }          \
-    SEQMIX_HD SEQMIX_FORCE_INLINE static A bwd(A x, A dy, A s) { BWD; }    \
+#define SEQMIX_UNARY(OPNAME, FWD, BWD)                                  \
+  template <typename A>                                                 \
+  struct Unary<UnaryOp::OPNAME, A> {                                    \
+    SEQMIX_HD SEQMIX_FORCE_INLINE static A fwd(A x, A s) { FWD; }       \
+    SEQMIX_HD SEQMIX_FORCE_INLINE static A bwd(A x, A dy, A s) { BWD; } \
   };
 
 SEQMIX_UNARY(Neg, return -x, return -dy)
@@ -68,17 +76,18 @@ SEQMIX_UNARY(GeluErf, return A(0.5) * x * (A(1) + m_erf(x * A(0.7071067811865475
   const A pdf = A(0.39894228040143267794) * m_exp(A(-0.5) * x * x);
   return dy * (cdf + x * pdf);
 })
-SEQMIX_UNARY(GeluTanh,
-             {
-               const A u = A(0.79788456080286535588) * (x + A(0.044715) * x * x * x);
-               return A(0.5) * x * (A(1) + m_tanh(u));
-             },
-             {
-               const A u = A(0.79788456080286535588) * (x + A(0.044715) * x * x * x);
-               const A t = m_tanh(u);
-               const A du = A(0.79788456080286535588) * (A(1) + A(3 * 0.044715) * x * x);
-               return dy * (A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * du);
-             })
+SEQMIX_UNARY(
+    GeluTanh,
+    {
+      const A u = A(0.79788456080286535588) * (x + A(0.044715) * x * x * x);
+      return A(0.5) * x * (A(1) + m_tanh(u));
+    },
+    {
+      const A u = A(0.79788456080286535588) * (x + A(0.044715) * x * x * x);
+      const A t = m_tanh(u);
+      const A du = A(0.79788456080286535588) * (A(1) + A(3 * 0.044715) * x * x);
+      return dy * (A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * du);
+    })
 SEQMIX_UNARY(Tanh, return m_tanh(x), {
   const A t = m_tanh(x);
   return dy * (A(1) - t * t);
@@ -112,47 +121,47 @@ struct Binary<BinaryOp::Div, A> {
 };
 
 // Calls f.template operator()<OP>() with the runtime op as a template argument.
-#define SEQMIX_UNARY_OP_CASE(OPNAME, ...)      \
-  case ::seqmix::ops::UnaryOp::OPNAME: {       \
+#define SEQMIX_UNARY_OP_CASE(OPNAME, ...)               \
+  case ::seqmix::ops::UnaryOp::OPNAME: {                \
     constexpr auto OP = ::seqmix::ops::UnaryOp::OPNAME; \
-    __VA_ARGS__;                               \
-    break;                                     \
+    __VA_ARGS__;                                        \
+    break;                                              \
   }
-#define SEQMIX_DISPATCH_UNARY_OP(op, ...)             \
-  switch (op) {                                       \
-    SEQMIX_UNARY_OP_CASE(Neg, __VA_ARGS__)            \
-    SEQMIX_UNARY_OP_CASE(Exp, __VA_ARGS__)            \
-    SEQMIX_UNARY_OP_CASE(Log, __VA_ARGS__)            \
-    SEQMIX_UNARY_OP_CASE(Sqrt, __VA_ARGS__)           \
-    SEQMIX_UNARY_OP_CASE(Rsqrt, __VA_ARGS__)          \
-    SEQMIX_UNARY_OP_CASE(Pow, __VA_ARGS__)            \
-    SEQMIX_UNARY_OP_CASE(Sigmoid, __VA_ARGS__)        \
-    SEQMIX_UNARY_OP_CASE(LogSigmoid, __VA_ARGS__)     \
-    SEQMIX_UNARY_OP_CASE(Silu, __VA_ARGS__)           \
-    SEQMIX_UNARY_OP_CASE(GeluErf, __VA_ARGS__)        \
-    SEQMIX_UNARY_OP_CASE(GeluTanh, __VA_ARGS__)       \
-    SEQMIX_UNARY_OP_CASE(Tanh, __VA_ARGS__)           \
-    SEQMIX_UNARY_OP_CASE(Softplus, __VA_ARGS__)       \
-    SEQMIX_UNARY_OP_CASE(Relu, __VA_ARGS__)           \
-    SEQMIX_UNARY_OP_CASE(Abs, __VA_ARGS__)            \
-    SEQMIX_UNARY_OP_CASE(AddScalar, __VA_ARGS__)      \
-    SEQMIX_UNARY_OP_CASE(MulScalar, __VA_ARGS__)      \
-    SEQMIX_UNARY_OP_CASE(RSubScalar, __VA_ARGS__)     \
-    SEQMIX_UNARY_OP_CASE(RDivScalar, __VA_ARGS__)     \
+#define SEQMIX_DISPATCH_UNARY_OP(op, ...)         \
+  switch (op) {                                   \
+    SEQMIX_UNARY_OP_CASE(Neg, __VA_ARGS__)        \
+    SEQMIX_UNARY_OP_CASE(Exp, __VA_ARGS__)        \
+    SEQMIX_UNARY_OP_CASE(Log, __VA_ARGS__)        \
+    SEQMIX_UNARY_OP_CASE(Sqrt, __VA_ARGS__)       \
+    SEQMIX_UNARY_OP_CASE(Rsqrt, __VA_ARGS__)      \
+    SEQMIX_UNARY_OP_CASE(Pow, __VA_ARGS__)        \
+    SEQMIX_UNARY_OP_CASE(Sigmoid, __VA_ARGS__)    \
+    SEQMIX_UNARY_OP_CASE(LogSigmoid, __VA_ARGS__) \
+    SEQMIX_UNARY_OP_CASE(Silu, __VA_ARGS__)       \
+    SEQMIX_UNARY_OP_CASE(GeluErf, __VA_ARGS__)    \
+    SEQMIX_UNARY_OP_CASE(GeluTanh, __VA_ARGS__)   \
+    SEQMIX_UNARY_OP_CASE(Tanh, __VA_ARGS__)       \
+    SEQMIX_UNARY_OP_CASE(Softplus, __VA_ARGS__)   \
+    SEQMIX_UNARY_OP_CASE(Relu, __VA_ARGS__)       \
+    SEQMIX_UNARY_OP_CASE(Abs, __VA_ARGS__)        \
+    SEQMIX_UNARY_OP_CASE(AddScalar, __VA_ARGS__)  \
+    SEQMIX_UNARY_OP_CASE(MulScalar, __VA_ARGS__)  \
+    SEQMIX_UNARY_OP_CASE(RSubScalar, __VA_ARGS__) \
+    SEQMIX_UNARY_OP_CASE(RDivScalar, __VA_ARGS__) \
   }
 
-#define SEQMIX_BINARY_OP_CASE(OPNAME, ...)                \
-  case ::seqmix::ops::BinaryOp::OPNAME: {                 \
-    constexpr auto OP = ::seqmix::ops::BinaryOp::OPNAME;  \
-    __VA_ARGS__;                                          \
-    break;                                                \
+#define SEQMIX_BINARY_OP_CASE(OPNAME, ...)               \
+  case ::seqmix::ops::BinaryOp::OPNAME: {                \
+    constexpr auto OP = ::seqmix::ops::BinaryOp::OPNAME; \
+    __VA_ARGS__;                                         \
+    break;                                               \
   }
-#define SEQMIX_DISPATCH_BINARY_OP(op, ...)     \
-  switch (op) {                                \
-    SEQMIX_BINARY_OP_CASE(Add, __VA_ARGS__)    \
-    SEQMIX_BINARY_OP_CASE(Sub, __VA_ARGS__)    \
-    SEQMIX_BINARY_OP_CASE(Mul, __VA_ARGS__)    \
-    SEQMIX_BINARY_OP_CASE(Div, __VA_ARGS__)    \
+#define SEQMIX_DISPATCH_BINARY_OP(op, ...)  \
+  switch (op) {                             \
+    SEQMIX_BINARY_OP_CASE(Add, __VA_ARGS__) \
+    SEQMIX_BINARY_OP_CASE(Sub, __VA_ARGS__) \
+    SEQMIX_BINARY_OP_CASE(Mul, __VA_ARGS__) \
+    SEQMIX_BINARY_OP_CASE(Div, __VA_ARGS__) \
   }
 
 }  // namespace seqmix::ops::fn

@@ -19,8 +19,7 @@ void gather_t(const T* x, const int64_t* idx, T* out, int64_t outer, int64_t r, 
     }
 }
 template <typename T>
-void scatter_t(T* out, const int64_t* idx, const T* src, int64_t outer, int64_t r,
-               int64_t inner) {
+void scatter_t(T* out, const int64_t* idx, const T* src, int64_t outer, int64_t r, int64_t inner) {
 #pragma omp parallel for if (outer * inner > (1 << 15)) schedule(static)
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < inner; ++i) {
@@ -30,17 +29,17 @@ void scatter_t(T* out, const int64_t* idx, const T* src, int64_t outer, int64_t 
 }
 }  // namespace
 
-void gather_dim_cpu(DType t, const void* x, const int64_t* idx, void* out, int64_t outer,
-                    int64_t r, int64_t inner) {
-  SEQMIX_DISPATCH_ALL(t, "gather_dim", T,
-                      gather_t<T>(static_cast<const T*>(x), idx, static_cast<T*>(out), outer, r,
-                                  inner));
+void gather_dim_cpu(DType t, const void* x, const int64_t* idx, void* out, int64_t outer, int64_t r,
+                    int64_t inner) {
+  SEQMIX_DISPATCH_ALL(
+      t, "gather_dim", T,
+      gather_t<T>(static_cast<const T*>(x), idx, static_cast<T*>(out), outer, r, inner));
 }
 void scatter_dim_cpu(DType t, void* out, const int64_t* idx, const void* src, int64_t outer,
                      int64_t r, int64_t inner) {
-  SEQMIX_DISPATCH_ALL(t, "scatter_dim", T,
-                      scatter_t<T>(static_cast<T*>(out), idx, static_cast<const T*>(src), outer,
-                                   r, inner));
+  SEQMIX_DISPATCH_ALL(
+      t, "scatter_dim", T,
+      scatter_t<T>(static_cast<T*>(out), idx, static_cast<const T*>(src), outer, r, inner));
 }
 }  // namespace impl
 
@@ -75,8 +74,8 @@ Tensor gather_dim(const Tensor& x_in, int64_t dim, const Tensor& index_in) {
   } else {
 #if SEQMIX_WITH_CUDA
     cuda::DeviceGuard g(dev.index);
-    impl::gather_dim_cuda(x.dtype(), x.data_ptr(), index.data<int64_t>(), out.data_ptr(), outer,
-                          r, inner, stream_of(dev));
+    impl::gather_dim_cuda(x.dtype(), x.data_ptr(), index.data<int64_t>(), out.data_ptr(), outer, r,
+                          inner, stream_of(dev));
 #endif
   }
   return out;
@@ -93,8 +92,8 @@ Tensor scatter_dim(const Shape& shape, int64_t dim, const Tensor& index_in, cons
   dims_of(shape, d, &outer, &r, &inner);
   Tensor out = Tensor::zeros(shape, src.dtype(), dev);
   if (dev.is_cpu()) {
-    impl::scatter_dim_cpu(src.dtype(), out.data_ptr(), index.data<int64_t>(), src.data_ptr(),
-                          outer, r, inner);
+    impl::scatter_dim_cpu(src.dtype(), out.data_ptr(), index.data<int64_t>(), src.data_ptr(), outer,
+                          r, inner);
   } else {
 #if SEQMIX_WITH_CUDA
     cuda::DeviceGuard g(dev.index);

@@ -28,7 +28,9 @@ __global__ void scatter_dim_kernel(T* out, const int64_t* idx, const T* src, int
     if (k >= 0 && k < r) out[(o * r + k) * inner + i] = src[p];
   }
 }
-int grid_of(int64_t n) { return int(std::clamp<int64_t>((n + 255) / 256, 1, int64_t(1) << 20)); }
+int grid_of(int64_t n) {
+  return int(std::clamp<int64_t>((n + 255) / 256, 1, int64_t(1) << 20));
+}
 }  // namespace
 
 void gather_dim_cuda(DType t, const void* x, const int64_t* idx, void* out, int64_t outer,

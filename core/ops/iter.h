@@ -26,13 +26,13 @@ struct ElemIter {
   // Element offsets (in elements, relative to each operand's data pointer) of linear index i.
   template <int N>
   SEQMIX_HD SEQMIX_FORCE_INLINE void offsets(int64_t i, int64_t (&off)[N]) const {
-SEQMIX_UNROLL
+    SEQMIX_UNROLL
     for (int k = 0; k < N; ++k) off[k] = 0;
     for (int d = ndim - 1; d >= 0; --d) {
       const int64_t sz = sizes[d];
       const int64_t idx = i % sz;
       i /= sz;
-SEQMIX_UNROLL
+      SEQMIX_UNROLL
       for (int k = 0; k < N; ++k) off[k] += idx * strides[k][d];
     }
   }

@@ -58,8 +58,8 @@ impl::GemmOperand operand(Tensor& t) {
                        t.strides()[nd - 1], &op) ||
       !batch_stride_of(t, &op.batch_stride)) {
     t = t.contiguous();
-    describe_matrix(t.shape()[nd - 2], t.shape()[nd - 1], t.strides()[nd - 2],
-                    t.strides()[nd - 1], &op);
+    describe_matrix(t.shape()[nd - 2], t.shape()[nd - 1], t.strides()[nd - 2], t.strides()[nd - 1],
+                    &op);
     batch_stride_of(t, &op.batch_stride);
   }
   op.ptr = t.data_ptr();
@@ -74,8 +74,12 @@ Shape batch_shape(const Tensor& t) {
 
 }  // namespace
 
-void set_allow_tf32(bool on) { g_allow_tf32.store(on); }
-bool allow_tf32() { return g_allow_tf32.load(); }
+void set_allow_tf32(bool on) {
+  g_allow_tf32.store(on);
+}
+bool allow_tf32() {
+  return g_allow_tf32.load();
+}
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   const Device dev = common_device("matmul", {{"a", &a}, {"b", &b}});
@@ -161,10 +165,10 @@ void matmul_out(const Tensor& out, const Tensor& a_in, const Tensor& b_in, doubl
   g.a = operand(a);
   g.b = operand(b);
   int64_t cbs = 0;
-  SEQMIX_CHECK(batch_stride_of(c, &cbs) && c.stride(-1) == 1 &&
-                   (c.size(-2) <= 1 || c.stride(-2) >= n),
-               "matmul: out {} with strides {} is not a batch of row-major matrices",
-               c.shape_str(), c.strides().str());
+  SEQMIX_CHECK(
+      batch_stride_of(c, &cbs) && c.stride(-1) == 1 && (c.size(-2) <= 1 || c.stride(-2) >= n),
+      "matmul: out {} with strides {} is not a batch of row-major matrices", c.shape_str(),
+      c.strides().str());
   g.c = c.data_ptr();
   g.ldc = c.size(-2) <= 1 ? n : c.stride(-2);
   g.c_batch_stride = cbs;

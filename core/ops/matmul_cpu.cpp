@@ -86,11 +86,20 @@ void gemm_cpu(const GemmArgs& g) {
   SEQMIX_CHECK(g.m < (int64_t(1) << 31) && g.n < (int64_t(1) << 31) && g.k < (int64_t(1) << 31),
                "matmul: dimensions beyond 2^31 are not supported on the CPU");
   switch (g.ab_dtype) {
-    case DType::F32: gemm_native<float>(g); break;
-    case DType::F64: gemm_native<double>(g); break;
-    case DType::BF16: gemm_half<bf16>(g); break;
-    case DType::F16: gemm_half<f16>(g); break;
-    default: SEQMIX_THROW(Unsupported, "matmul: dtype {} is not supported", dtype_name(g.ab_dtype));
+    case DType::F32:
+      gemm_native<float>(g);
+      break;
+    case DType::F64:
+      gemm_native<double>(g);
+      break;
+    case DType::BF16:
+      gemm_half<bf16>(g);
+      break;
+    case DType::F16:
+      gemm_half<f16>(g);
+      break;
+    default:
+      SEQMIX_THROW(Unsupported, "matmul: dtype {} is not supported", dtype_name(g.ab_dtype));
   }
 }
 

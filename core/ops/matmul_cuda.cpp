@@ -32,11 +32,16 @@ constexpr size_t kWorkspaceBytes = size_t(32) << 20;
 
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
-    case DType::F32: return CUDA_R_32F;
-    case DType::BF16: return CUDA_R_16BF;
-    case DType::F16: return CUDA_R_16F;
-    case DType::F64: return CUDA_R_64F;
-    default: SEQMIX_THROW(Unsupported, "matmul: dtype {} is not supported", dtype_name(t));
+    case DType::F32:
+      return CUDA_R_32F;
+    case DType::BF16:
+      return CUDA_R_16BF;
+    case DType::F16:
+      return CUDA_R_16F;
+    case DType::F64:
+      return CUDA_R_64F;
+    default:
+      SEQMIX_THROW(Unsupported, "matmul: dtype {} is not supported", dtype_name(t));
   }
 }
 
@@ -65,8 +70,8 @@ struct KeyHash {
     size_t h = 1469598103934665603ull;
     auto mix = [&h](int64_t v) { h = (h ^ uint64_t(v)) * 1099511628211ull; };
     mix(k.device), mix(int(k.ab)), mix(int(k.c)), mix(k.ta), mix(k.tb), mix(k.tf32), mix(k.m),
-        mix(k.n), mix(k.k), mix(k.batch), mix(k.lda), mix(k.ldb), mix(k.ldc), mix(k.sa),
-        mix(k.sb), mix(k.sc), mix(k.ala), mix(k.alb), mix(k.alc);
+        mix(k.n), mix(k.k), mix(k.batch), mix(k.lda), mix(k.ldb), mix(k.ldc), mix(k.sa), mix(k.sb),
+        mix(k.sc), mix(k.ala), mix(k.alb), mix(k.alc);
     return h;
   }
 };
@@ -95,8 +100,8 @@ cublasLtMatrixLayout_t make_layout(cudaDataType_t t, int64_t rows, int64_t cols,
   SEQMIX_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, t, uint64_t(rows), uint64_t(cols), ld));
   if (batch > 1) {
     const int32_t b = int32_t(batch);
-    SEQMIX_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &b,
-                                                         sizeof(b)));
+    SEQMIX_CUBLAS_CHECK(
+        cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &b, sizeof(b)));
     SEQMIX_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
         l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
   }
@@ -192,8 +197,8 @@ void gemm_cuda(const GemmArgs& g, int device, cudaStream_t stream) {
         pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alc, sizeof(alc)));
     cublasLtMatmulHeuristicResult_t res{};
     int count = 0;
-    const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handle, p.desc, p.la, p.lb, p.lc,
-                                                             p.lc, pref, 1, &res, &count);
+    const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handle, p.desc, p.la, p.lb, p.lc, p.lc,
+                                                             pref, 1, &res, &count);
     cublasLtMatmulPreferenceDestroy(pref);
     SEQMIX_CHECK_KIND(Unsupported, hs == CUBLAS_STATUS_SUCCESS && count > 0,
                       "matmul: cuBLASLt has no algorithm for {} x {} x {} ({} -> {}, batch {}): {}",
@@ -208,8 +213,8 @@ void gemm_cuda(const GemmArgs& g, int device, cudaStream_t stream) {
   const float af = float(g.alpha), bf = float(g.beta);
   const void* alpha = p.double_scale ? static_cast<const void*>(&g.alpha) : &af;
   const void* beta = p.double_scale ? static_cast<const void*>(&g.beta) : &bf;
-  SEQMIX_CUBLAS_CHECK(cublasLtMatmul(handle, p.desc, alpha, g.b.ptr, p.la, g.a.ptr, p.lb, beta,
-                                     g.c, p.lc, g.c, p.lc, &p.algo, ws, kWorkspaceBytes, stream));
+  SEQMIX_CUBLAS_CHECK(cublasLtMatmul(handle, p.desc, alpha, g.b.ptr, p.la, g.a.ptr, p.lb, beta, g.c,
+                                     p.lc, g.c, p.lc, &p.algo, ws, kWorkspaceBytes, stream));
 }
 
 }  // namespace seqmix::ops::impl

@@ -19,7 +19,8 @@ void fill_t(int kind, T* d, int64_t n, float a, float b, uint64_t seed, uint64_t
 
 void random_fill_cpu(int kind, DType t, void* dst, int64_t n, float a, float b, uint64_t seed,
                      uint64_t offset) {
-  SEQMIX_DISPATCH_FLOAT(t, "random", T, fill_t<T>(kind, static_cast<T*>(dst), n, a, b, seed, offset));
+  SEQMIX_DISPATCH_FLOAT(t, "random", T,
+                        fill_t<T>(kind, static_cast<T*>(dst), n, a, b, seed, offset));
 }
 }  // namespace impl
 

@@ -25,8 +25,8 @@ void random_fill_cuda(int kind, DType t, void* dst, int64_t n, float a, float b,
   const int threads = 256;
   const int grid = int(std::clamp<int64_t>((n + threads - 1) / threads, 1, int64_t(1) << 20));
   SEQMIX_DISPATCH_FLOAT(t, "random", T, {
-    random_fill_kernel<T><<<grid, threads, 0, stream>>>(kind, static_cast<T*>(dst), n, a, b, seed,
-                                                        offset);
+    random_fill_kernel<T>
+        <<<grid, threads, 0, stream>>>(kind, static_cast<T*>(dst), n, a, b, seed, offset);
     SEQMIX_LAUNCH_CHECK();
   });
 }

@@ -26,7 +26,11 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 inline Tensor sum(const Tensor& x, int64_t dim, bool keepdim = false) {
   return reduce(ReduceOp::Sum, x, dim, keepdim);
 }
-inline Tensor sum(const Tensor& x) { return reduce_all(ReduceOp::Sum, x); }
-inline Tensor mean(const Tensor& x) { return reduce_all(ReduceOp::Mean, x); }
+inline Tensor sum(const Tensor& x) {
+  return reduce_all(ReduceOp::Sum, x);
+}
+inline Tensor mean(const Tensor& x) {
+  return reduce_all(ReduceOp::Mean, x);
+}
 
 }  // namespace seqmix::ops

@@ -184,8 +184,8 @@ void reduce_launch(const T* x, T* out, int64_t* idx, int64_t outer, int64_t r, i
   const int64_t gx = (inner + kColX - 1) / kColX;
   const int64_t gy = std::min<int64_t>(outer, 65535);
   if (gx > 0x7fffffff) SEQMIX_THROW_PLAIN(Unsupported, "reduce: inner dimension too large");
-  reduce_cols_kernel<OP, T><<<dim3(unsigned(gx), unsigned(gy)), block, 0, stream>>>(
-      x, out, idx, outer, r, inner);
+  reduce_cols_kernel<OP, T>
+      <<<dim3(unsigned(gx), unsigned(gy)), block, 0, stream>>>(x, out, idx, outer, r, inner);
   SEQMIX_LAUNCH_CHECK();
 }
 
@@ -195,9 +195,9 @@ void reduce_cuda(ReduceOp op, DType t, const void* x, void* out, int64_t* idx, i
                  int64_t r, int64_t inner, cudaStream_t stream) {
   if (outer * inner == 0) return;
   SEQMIX_DISPATCH_FLOAT(t, "reduce", T, {
-    SEQMIX_DISPATCH_REDUCE_OP(op, reduce_launch<OP, T>(static_cast<const T*>(x),
-                                                       static_cast<T*>(out), idx, outer, r, inner,
-                                                       stream));
+    SEQMIX_DISPATCH_REDUCE_OP(
+        op, reduce_launch<OP, T>(static_cast<const T*>(x), static_cast<T*>(out), idx, outer, r,
+                                 inner, stream));
   });
 }
 

@@ -124,11 +124,11 @@ struct Reducer<ReduceOp::LogSumExp, A> {
   SEQMIX_HD static double log_(double x) { return ::log(x); }
 };
 
-#define SEQMIX_REDUCE_OP_CASE(OPNAME, ...)              \
-  case ::seqmix::ops::ReduceOp::OPNAME: {               \
+#define SEQMIX_REDUCE_OP_CASE(OPNAME, ...)               \
+  case ::seqmix::ops::ReduceOp::OPNAME: {                \
     constexpr auto OP = ::seqmix::ops::ReduceOp::OPNAME; \
-    __VA_ARGS__;                                        \
-    break;                                              \
+    __VA_ARGS__;                                         \
+    break;                                               \
   }
 #define SEQMIX_DISPATCH_REDUCE_OP(op, ...)        \
   switch (op) {                                   \

@@ -8,7 +8,9 @@
 namespace seqmix {
 
 namespace {
-DType stat_dtype(DType logits) { return logits == DType::F64 ? DType::F64 : DType::F32; }
+DType stat_dtype(DType logits) {
+  return logits == DType::F64 ? DType::F64 : DType::F32;
+}
 
 void check_common(const char* op, const Tensor& logits, const Tensor& targets) {
   SEQMIX_CHECK(logits.dim() == 2, "{}: logits must be [N, V], got {}", op, logits.shape_str());
@@ -29,10 +31,11 @@ Support cross_entropy_supports(const CrossEntropyFwdArgs& a) {
 }
 
 void cross_entropy_fwd(const CrossEntropyFwdArgs& a) {
-  const Device dev = ops::common_device(
-      "cross_entropy",
-      {{"logits", &a.logits}, {"targets", &a.targets}, {"lse", &a.lse}, {"loss", &a.loss},
-       {"count", &a.count}});
+  const Device dev = ops::common_device("cross_entropy", {{"logits", &a.logits},
+                                                          {"targets", &a.targets},
+                                                          {"lse", &a.lse},
+                                                          {"loss", &a.loss},
+                                                          {"count", &a.count}});
   const Support s = cross_entropy_supports(a);
   SEQMIX_CHECK_KIND(Unsupported, s.ok, "cross_entropy: {}", s.why);
   check_common("cross_entropy", a.logits, a.targets);
@@ -54,9 +57,12 @@ void cross_entropy_fwd(const CrossEntropyFwdArgs& a) {
 }
 
 void cross_entropy_bwd(const CrossEntropyBwdArgs& a) {
-  const Device dev = ops::common_device(
-      "cross_entropy_bwd", {{"logits", &a.logits}, {"targets", &a.targets}, {"lse", &a.lse},
-                            {"count", &a.count}, {"dloss", &a.dloss}, {"dlogits", &a.dlogits}});
+  const Device dev = ops::common_device("cross_entropy_bwd", {{"logits", &a.logits},
+                                                              {"targets", &a.targets},
+                                                              {"lse", &a.lse},
+                                                              {"count", &a.count},
+                                                              {"dloss", &a.dloss},
+                                                              {"dlogits", &a.dlogits}});
   check_common("cross_entropy_bwd", a.logits, a.targets);
   ops::check_shape("cross_entropy_bwd", "dlogits", a.dlogits, a.logits.shape());
   ops::check_dtype("cross_entropy_bwd", "dlogits", a.dlogits, a.logits.dtype());
@@ -85,8 +91,8 @@ Variable cross_entropy(const Variable& logits_in, const Tensor& targets_in, int6
   const int64_t v = logits_in.size(-1);
   const Tensor logits = logits_in.data().contiguous().view({-1, v});
   const Tensor targets = targets_in.contiguous().view({-1});
-  SEQMIX_CHECK(targets.numel() == logits.size(0),
-               "cross_entropy: {} targets for {} rows of logits", targets.numel(), logits.size(0));
+  SEQMIX_CHECK(targets.numel() == logits.size(0), "cross_entropy: {} targets for {} rows of logits",
+               targets.numel(), logits.size(0));
   const DType sd = stat_dtype(logits.dtype());
   const Device dev = logits.device();
   CrossEntropyFwdArgs fa;
@@ -99,9 +105,8 @@ Variable cross_entropy(const Variable& logits_in, const Tensor& targets_in, int6
   fa.reduction = reduction;
   cross_entropy_fwd(fa);
   return record("CrossEntropyBackward", {&logits_in}, fa.loss,
-                [fa, shape = logits_in.shape(),
-                 sl = SavedTensor(logits, "CrossEntropyBackward")](const Node&,
-                                                                   TensorList& g) -> TensorList {
+                [fa, shape = logits_in.shape(), sl = SavedTensor(logits, "CrossEntropyBackward")](
+                    const Node&, TensorList& g) -> TensorList {
                   CrossEntropyBwdArgs ba;
                   ba.logits = sl.get();
                   ba.targets = fa.targets;

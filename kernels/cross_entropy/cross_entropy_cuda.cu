@@ -18,10 +18,18 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ float exp_(float x) { return expf(x); }
-__device__ __forceinline__ double exp_(double x) { return exp(x); }
-__device__ __forceinline__ float log_(float x) { return logf(x); }
-__device__ __forceinline__ double log_(double x) { return log(x); }
+__device__ __forceinline__ float exp_(float x) {
+  return expf(x);
+}
+__device__ __forceinline__ double exp_(double x) {
+  return exp(x);
+}
+__device__ __forceinline__ float log_(float x) {
+  return logf(x);
+}
+__device__ __forceinline__ double log_(double x) {
+  return log(x);
+}
 
 template <typename A>
 struct Online {
@@ -138,7 +146,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-int grid_for(int64_t n) { return int(std::clamp<int64_t>(n, 1, int64_t(1) << 20)); }
+int grid_for(int64_t n) {
+  return int(std::clamp<int64_t>(n, 1, int64_t(1) << 20));
+}
 
 template <typename T>
 bool can_vectorize(const void* p, int64_t v) {
@@ -177,8 +187,8 @@ void cross_entropy_bwd_cuda(const CrossEntropyBwdArgs& a) {
   SEQMIX_DISPATCH_FLOAT(a.logits.dtype(), "cross_entropy_bwd", T, {
     using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
     SEQMIX_DISPATCH_INDEX(a.targets.dtype(), "cross_entropy_bwd", I, {
-      const bool vec = can_vectorize<T>(a.logits.data_ptr(), v) &&
-                       can_vectorize<T>(a.dlogits.data_ptr(), v);
+      const bool vec =
+          can_vectorize<T>(a.logits.data_ptr(), v) && can_vectorize<T>(a.dlogits.data_ptr(), v);
       cross_entropy_bwd_kernel<T, I, S><<<grid_for(n), kThreads, 0, st>>>(
           a.logits.data<T>(), a.targets.data<I>(), a.lse.data<S>(), a.count.data<S>(),
           a.dloss.data<S>(), a.dlogits.data<T>(), n, v, a.ignore_index,

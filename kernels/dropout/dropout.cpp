@@ -22,9 +22,9 @@ void apply_t(const T* in, T* out, int64_t n, float p, uint64_t seed, uint64_t of
 }  // namespace
 
 void dropout_apply_ref(const DropoutArgs& a) {
-  SEQMIX_DISPATCH_FLOAT(a.in.dtype(), "dropout", T,
-                        apply_t<T>(a.in.data<T>(), a.out.data<T>(), a.in.numel(), float(a.p),
-                                   a.seed, a.offset));
+  SEQMIX_DISPATCH_FLOAT(
+      a.in.dtype(), "dropout", T,
+      apply_t<T>(a.in.data<T>(), a.out.data<T>(), a.in.numel(), float(a.p), a.seed, a.offset));
 }
 
 void dropout_apply(const DropoutArgs& a) {

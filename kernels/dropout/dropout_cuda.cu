@@ -29,9 +29,8 @@ void dropout_apply_cuda(const DropoutArgs& a) {
   const int grid = int(std::clamp<int64_t>((n + 255) / 256, 1, int64_t(1) << 20));
   SEQMIX_DISPATCH_FLOAT(a.in.dtype(), "dropout", T, {
     using A = acc_t<T>;
-    dropout_apply_kernel<T><<<grid, 256, 0, st>>>(a.in.data<T>(), a.out.data<T>(), n,
-                                                  float(a.p), A(1) / (A(1) - A(float(a.p))),
-                                                  a.seed, a.offset);
+    dropout_apply_kernel<T><<<grid, 256, 0, st>>>(a.in.data<T>(), a.out.data<T>(), n, float(a.p),
+                                                  A(1) / (A(1) - A(float(a.p))), a.seed, a.offset);
     SEQMIX_LAUNCH_CHECK();
   });
 }

@@ -51,8 +51,8 @@ void embedding_bwd(const EmbeddingBwdArgs& a) {
   SEQMIX_CHECK(a.dweight.dim() == 2 && a.dweight.is_contiguous(),
                "embedding_bwd: dweight must be a contiguous [V, C] tensor");
   SEQMIX_CHECK(a.dout.dim() == 2 && a.dout.size(1) == a.dweight.size(1) && a.dout.is_contiguous(),
-               "embedding_bwd: dout must be a contiguous [N, {}] tensor, got {}",
-               a.dweight.size(1), a.dout.shape_str());
+               "embedding_bwd: dout must be a contiguous [N, {}] tensor, got {}", a.dweight.size(1),
+               a.dout.shape_str());
   ops::check_floating("embedding_bwd", "dout", a.dout);
   ops::check_floating("embedding_bwd", "dweight", a.dweight);
   check_indices("embedding_bwd", a.indices, a.dout.size(0));

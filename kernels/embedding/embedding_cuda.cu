@@ -4,8 +4,8 @@
 //            (CUB, stable, so positions stay increasing within an index); the first position of
 //            each run of equal indices finds the run's end by binary search and adds the rows of
 //            dout in position order into dweight, one thread per column.
-#include <cub/device/device_radix_sort.cuh>
 #include <cuda_runtime.h>
+#include <cub/device/device_radix_sort.cuh>
 
 #include <algorithm>
 
@@ -43,8 +43,8 @@ __global__ void embedding_keys_kernel(const I* __restrict__ idx, uint32_t* __res
 template <typename G, typename D>
 __global__ void embedding_bwd_runs_kernel(const uint32_t* __restrict__ keys,
                                           const uint32_t* __restrict__ pos,
-                                          const G* __restrict__ dout, D* __restrict__ dw,
-                                          int64_t n, int64_t c, int64_t v) {
+                                          const G* __restrict__ dout, D* __restrict__ dw, int64_t n,
+                                          int64_t c, int64_t v) {
   using A = acc_t<D>;
   const int64_t col = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
   for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
@@ -68,7 +68,9 @@ __global__ void embedding_bwd_runs_kernel(const uint32_t* __restrict__ keys,
   }
 }
 
-int row_grid(int64_t n) { return int(std::clamp<int64_t>(n, 1, int64_t(1) << 20)); }
+int row_grid(int64_t n) {
+  return int(std::clamp<int64_t>(n, 1, int64_t(1) << 20));
+}
 
 }  // namespace
 
@@ -93,15 +95,16 @@ void embedding_bwd_cuda(const EmbeddingBwdArgs& a) {
   if (n == 0 || c == 0) return;
   const Device dev = a.dout.device();
   cudaStream_t st = cuda::current_stream(dev.index);
-  if (n >= (int64_t(1) << 32)) SEQMIX_THROW_PLAIN(Unsupported, "embedding_bwd: more than 2^32 rows");
+  if (n >= (int64_t(1) << 32))
+    SEQMIX_THROW_PLAIN(Unsupported, "embedding_bwd: more than 2^32 rows");
   Tensor buf = Tensor::empty({4 * n}, DType::I32, dev);
   uint32_t* keys = reinterpret_cast<uint32_t*>(buf.data_ptr());
   uint32_t* pos = keys + n;
   uint32_t* keys_sorted = keys + 2 * n;
   uint32_t* pos_sorted = keys + 3 * n;
   SEQMIX_DISPATCH_INDEX(a.indices.dtype(), "embedding_bwd", I, {
-    embedding_keys_kernel<I><<<int(std::clamp<int64_t>((n + 255) / 256, 1, 1 << 20)), 256, 0,
-                               st>>>(a.indices.data<I>(), keys, pos, n, v);
+    embedding_keys_kernel<I><<<int(std::clamp<int64_t>((n + 255) / 256, 1, 1 << 20)), 256, 0, st>>>(
+        a.indices.data<I>(), keys, pos, n, v);
     SEQMIX_LAUNCH_CHECK();
   });
   int end_bit = 1;
@@ -110,9 +113,8 @@ void embedding_bwd_cuda(const EmbeddingBwdArgs& a) {
   SEQMIX_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys, keys_sorted, pos,
                                                     pos_sorted, n, 0, end_bit, st));
   Tensor temp = Tensor::empty({int64_t(std::max<size_t>(temp_bytes, 1))}, DType::U8, dev);
-  SEQMIX_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data_ptr(), temp_bytes, keys,
-                                                    keys_sorted, pos, pos_sorted, n, 0, end_bit,
-                                                    st));
+  SEQMIX_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data_ptr(), temp_bytes, keys, keys_sorted,
+                                                    pos, pos_sorted, n, 0, end_bit, st));
   const int threads = c >= 128 ? 128 : 32;
   const dim3 grid(unsigned(row_grid(n)), unsigned((c + threads - 1) / threads));
   SEQMIX_DISPATCH_FLOAT(a.dout.dtype(), "embedding_bwd", G, {

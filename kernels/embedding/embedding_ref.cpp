@@ -13,8 +13,8 @@ std::vector<int64_t> checked_indices(const Tensor& idx, int64_t v) {
   std::vector<int64_t> out(size_t(idx.numel()));
   for (int64_t n = 0; n < idx.numel(); ++n) {
     const int64_t k = int64_t(p[n]);
-    SEQMIX_CHECK_KIND(Data, k >= 0 && k < v, "embedding: index {} at position {} is outside [0, {})",
-                      k, n, v);
+    SEQMIX_CHECK_KIND(Data, k >= 0 && k < v,
+                      "embedding: index {} at position {} is outside [0, {})", k, n, v);
     out[size_t(n)] = k;
   }
   return out;

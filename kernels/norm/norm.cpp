@@ -8,8 +8,12 @@
 namespace seqmix {
 
 namespace {
-DType stat_dtype(DType x) { return x == DType::F64 ? DType::F64 : DType::F32; }
-const char* kind_name(NormKind k) { return k == NormKind::Rms ? "rms_norm" : "layer_norm"; }
+DType stat_dtype(DType x) {
+  return x == DType::F64 ? DType::F64 : DType::F32;
+}
+const char* kind_name(NormKind k) {
+  return k == NormKind::Rms ? "rms_norm" : "layer_norm";
+}
 
 void check_param(const char* op, const char* name, const Tensor& p, const Tensor& x) {
   if (!p.defined()) return;
@@ -115,27 +119,27 @@ Variable norm_op(NormKind kind, const Variable& x, const Variable& w, const Vari
   if (kind == NormKind::Layer) fa.mean = Tensor::empty({n}, stat_dtype(xc.dtype()), xc.device());
   fa.eps = eps;
   norm_fwd(fa);
-  return record(
-      kind == NormKind::Rms ? "RmsNormBackward" : "LayerNormBackward", {&x, &w, &b}, fa.y,
-      [kind, shape = x.shape(), sx = SavedTensor(xc, "NormBackward"),
-       sw = SavedTensor(fa.weight, "NormBackward"), mean = fa.mean, rstd = fa.rstd,
-       bias_dtype = b.defined() ? b.dtype() : DType::F32](const Node& self,
-                                                          TensorList& g) -> TensorList {
-        NormBwdArgs ba;
-        ba.kind = kind;
-        ba.x = sx.get();
-        ba.weight = sw.get();
-        ba.mean = mean;
-        ba.rstd = rstd;
-        ba.dy = g[0].contiguous();
-        const Device dev = ba.x.device();
-        if (self.needs_input_grad(0)) ba.dx = ba.x.empty_like();
-        if (self.needs_input_grad(1))
-          ba.dweight = Tensor::zeros(ba.weight.shape(), ba.weight.dtype(), dev);
-        if (self.needs_input_grad(2)) ba.dbias = Tensor::zeros({ba.x.size(-1)}, bias_dtype, dev);
-        norm_bwd(ba);
-        return {ba.dx.defined() ? ba.dx.view(shape) : Tensor(), ba.dweight, ba.dbias};
-      });
+  return record(kind == NormKind::Rms ? "RmsNormBackward" : "LayerNormBackward", {&x, &w, &b}, fa.y,
+                [kind, shape = x.shape(), sx = SavedTensor(xc, "NormBackward"),
+                 sw = SavedTensor(fa.weight, "NormBackward"), mean = fa.mean, rstd = fa.rstd,
+                 bias_dtype = b.defined() ? b.dtype() : DType::F32](const Node& self,
+                                                                    TensorList& g) -> TensorList {
+                  NormBwdArgs ba;
+                  ba.kind = kind;
+                  ba.x = sx.get();
+                  ba.weight = sw.get();
+                  ba.mean = mean;
+                  ba.rstd = rstd;
+                  ba.dy = g[0].contiguous();
+                  const Device dev = ba.x.device();
+                  if (self.needs_input_grad(0)) ba.dx = ba.x.empty_like();
+                  if (self.needs_input_grad(1))
+                    ba.dweight = Tensor::zeros(ba.weight.shape(), ba.weight.dtype(), dev);
+                  if (self.needs_input_grad(2))
+                    ba.dbias = Tensor::zeros({ba.x.size(-1)}, bias_dtype, dev);
+                  norm_bwd(ba);
+                  return {ba.dx.defined() ? ba.dx.view(shape) : Tensor(), ba.dweight, ba.dbias};
+                });
 }
 }  // namespace
 

@@ -27,12 +27,17 @@ struct ParamPtr {
   bool f32 = false;
   __device__ __forceinline__ acc_t<T> at(int64_t j, acc_t<T> absent) const {
     if (!p) return absent;
-    return f32 ? acc_t<T>(static_cast<const float*>(p)[j]) : to_acc<acc_t<T>>(static_cast<const T*>(p)[j]);
+    return f32 ? acc_t<T>(static_cast<const float*>(p)[j])
+               : to_acc<acc_t<T>>(static_cast<const T*>(p)[j]);
   }
 };
 
-__device__ __forceinline__ float rsqrt_(float x) { return rsqrtf(x); }
-__device__ __forceinline__ double rsqrt_(double x) { return 1.0 / sqrt(x); }
+__device__ __forceinline__ float rsqrt_(float x) {
+  return rsqrtf(x);
+}
+__device__ __forceinline__ double rsqrt_(double x) {
+  return 1.0 / sqrt(x);
+}
 
 // Calls f(j, x_j) over the row for this lane (vectorised when possible).
 template <typename T, typename F>
@@ -238,9 +243,9 @@ void norm_bwd_cuda(const NormBwdArgs& a) {
       Tensor partial = Tensor::empty({2, chunks, c}, a.rstd.dtype(), dev);
       S* pw = partial.data<S>();
       S* pb = pw + chunks * c;
-      norm_bwd_dparam_kernel<T, S><<<dim3(unsigned((c + kColX - 1) / kColX), unsigned(chunks)),
-                                     dim3(kColX, kColY), 0, st>>>(
-          layer, a.x.data<T>(), mean, a.rstd.data<S>(), a.dy.data<T>(), pw, pb, n, c, rpc);
+      norm_bwd_dparam_kernel<T, S>
+          <<<dim3(unsigned((c + kColX - 1) / kColX), unsigned(chunks)), dim3(kColX, kColY), 0,
+             st>>>(layer, a.x.data<T>(), mean, a.rstd.data<S>(), a.dy.data<T>(), pw, pb, n, c, rpc);
       SEQMIX_LAUNCH_CHECK();
       const int threads = 256;
       const unsigned blocks = unsigned((c + threads - 1) / threads);

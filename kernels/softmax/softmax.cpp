@@ -40,8 +40,7 @@ void softmax_fwd(const SoftmaxFwdArgs& a) {
 }
 
 void softmax_bwd(const SoftmaxBwdArgs& a) {
-  const Device dev =
-      ops::common_device("softmax_bwd", {{"y", &a.y}, {"dy", &a.dy}, {"dx", &a.dx}});
+  const Device dev = ops::common_device("softmax_bwd", {{"y", &a.y}, {"dy", &a.dy}, {"dx", &a.dx}});
   check_rows("softmax_bwd", "y", a.y, a.y);
   check_rows("softmax_bwd", "dy", a.dy, a.y);
   check_rows("softmax_bwd", "dx", a.dx, a.y);
@@ -64,20 +63,24 @@ Variable softmax_impl(const Variable& x_in, int64_t dim, bool log) {
   const Tensor xc = x.data().contiguous();
   SoftmaxFwdArgs fa{xc, Tensor::empty(xc.shape(), xc.dtype(), xc.device()), log};
   softmax_fwd(fa);
-  Variable y = record(log ? "LogSoftmaxBackward" : "SoftmaxBackward", {&x}, fa.y,
-                      [log, sy = SavedTensor(fa.y, "SoftmaxBackward")](
-                          const Node&, TensorList& g) -> TensorList {
-                        const Tensor& yv = sy.get();
-                        SoftmaxBwdArgs ba{yv, g[0].contiguous(),
-                                          Tensor::empty(yv.shape(), yv.dtype(), yv.device()), log};
-                        softmax_bwd(ba);
-                        return {ba.dx};
-                      });
+  Variable y = record(
+      log ? "LogSoftmaxBackward" : "SoftmaxBackward", {&x}, fa.y,
+      [log, sy = SavedTensor(fa.y, "SoftmaxBackward")](const Node&, TensorList& g) -> TensorList {
+        const Tensor& yv = sy.get();
+        SoftmaxBwdArgs ba{yv, g[0].contiguous(), Tensor::empty(yv.shape(), yv.dtype(), yv.device()),
+                          log};
+        softmax_bwd(ba);
+        return {ba.dx};
+      });
   return last ? y : transpose(y, d, -1);
 }
 }  // namespace
 
-Variable softmax(const Variable& x, int64_t dim) { return softmax_impl(x, dim, false); }
-Variable log_softmax(const Variable& x, int64_t dim) { return softmax_impl(x, dim, true); }
+Variable softmax(const Variable& x, int64_t dim) {
+  return softmax_impl(x, dim, false);
+}
+Variable log_softmax(const Variable& x, int64_t dim) {
+  return softmax_impl(x, dim, true);
+}
 
 }  // namespace seqmix

@@ -77,8 +77,12 @@ __global__ void softmax_rows_bwd_kernel(const T* __restrict__ y, const T* dy, T*
   }
 }
 
-int threads_for(int64_t c) { return c <= 128 ? 32 : c <= 1024 ? 128 : c <= 4096 ? 256 : 512; }
-int grid_for(int64_t n) { return int(std::clamp<int64_t>(n, 1, int64_t(1) << 20)); }
+int threads_for(int64_t c) {
+  return c <= 128 ? 32 : c <= 1024 ? 128 : c <= 4096 ? 256 : 512;
+}
+int grid_for(int64_t n) {
+  return int(std::clamp<int64_t>(n, 1, int64_t(1) << 20));
+}
 
 }  // namespace
 
@@ -87,8 +91,8 @@ void softmax_fwd_cuda(const SoftmaxFwdArgs& a) {
   if (n == 0) return;
   cudaStream_t st = cuda::current_stream(a.x.device().index);
   SEQMIX_DISPATCH_FLOAT(a.x.dtype(), "softmax", T, {
-    softmax_rows_fwd_kernel<T><<<grid_for(n), threads_for(c), 0, st>>>(
-        a.x.data<T>(), a.y.data<T>(), n, c, a.log);
+    softmax_rows_fwd_kernel<T>
+        <<<grid_for(n), threads_for(c), 0, st>>>(a.x.data<T>(), a.y.data<T>(), n, c, a.log);
     SEQMIX_LAUNCH_CHECK();
   });
 }

@@ -13,7 +13,9 @@ namespace {
 Variable leaf(std::vector<double> v, Shape s) {
   return Variable(Tensor::from_vector(v, s, DType::F64), true);
 }
-double at(const Tensor& t, size_t i) { return t.to_vector<double>()[i]; }
+double at(const Tensor& t, size_t i) {
+  return t.to_vector<double>()[i];
+}
 }  // namespace
 
 TEST(Engine, SharedSubgraphAndDiamond) {

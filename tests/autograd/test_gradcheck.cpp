@@ -32,18 +32,21 @@ TEST(Gradcheck, Elementwise) {
         {r({5}, 0.1, 1.0)});
   check("neg exp log sqrt rsqrt pow",
         [](const V& v) {
-          return V{neg(exp(v[0])), log(v[1]), sqrt(v[1]), rsqrt(v[1]), pow(v[1], 2.5),
-                   pow(v[0], 2.0)};
+          return V{neg(exp(v[0])), log(v[1]),      sqrt(v[1]),
+                   rsqrt(v[1]),    pow(v[1], 2.5), pow(v[0], 2.0)};
         },
         {r({6}), r({6}, 0.2, 3)});
   check("activations",
         [](const V& v) {
-          return V{sigmoid(v[0]), logsigmoid(v[0]), silu(v[0]), gelu(v[0]), gelu(v[0], true),
-                   tanh(v[0]), softplus(v[0])};
+          return V{sigmoid(v[0]),    logsigmoid(v[0]), silu(v[0]),    gelu(v[0]),
+                   gelu(v[0], true), tanh(v[0]),       softplus(v[0])};
         },
         {r({9}, -4, 4)});
   // relu and abs away from the kink
-  check("relu abs", [](const V& v) { return V{relu(v[0]), abs(v[0])}; },
+  check("relu abs",
+        [](const V& v) {
+          return V{relu(v[0]), abs(v[0])};
+        },
         {Tensor::from_vector(std::vector<double>{-1.3, -0.4, 0.5, 2.0}, {4})});
 }
 
@@ -57,11 +60,17 @@ TEST(Gradcheck, CastSendsGradientBackInTheInputDtype) {
 
 TEST(Gradcheck, Reductions) {
   SEQMIX_TRACE_SEED();
-  check("sum", [](const V& v) { return V{sum(v[0]), sum(v[0], 1), sum(v[0], {0, 2}, true)}; },
+  check("sum",
+        [](const V& v) {
+          return V{sum(v[0]), sum(v[0], 1), sum(v[0], {0, 2}, true)};
+        },
         {r({2, 3, 4})});
   check("mean", [](const V& v) { return V{mean(v[0]), mean(v[0], -1, true)}; }, {r({2, 3, 4})});
   check("max", [](const V& v) { return V{max(v[0], 1), max(v[0])}; }, {r({3, 5})});
-  check("logsumexp", [](const V& v) { return V{logsumexp(v[0], 0), logsumexp(v[0], 1, true)}; },
+  check("logsumexp",
+        [](const V& v) {
+          return V{logsumexp(v[0], 0), logsumexp(v[0], 1, true)};
+        },
         {r({3, 5})});
 }
 
@@ -100,7 +109,9 @@ TEST(Gradcheck, Shape) {
         },
         {r({2, 4})});
   check("cat stack",
-        [](const V& v) { return V{cat({v[0], v[1], v[0]}, 1), stack({v[0], v[0]}, 2)}; },
+        [](const V& v) {
+          return V{cat({v[0], v[1], v[0]}, 1), stack({v[0], v[0]}, 2)};
+        },
         {r({2, 3}), r({2, 5})});
 }
 
@@ -121,10 +132,9 @@ TEST(Gradcheck, DetectsAWrongGradient) {
   const GradcheckResult res = gradcheck(
       [](const V& v) {
         // identity whose backward claims a slope of 2
-        return V{record("WrongBackward", {&v[0]}, v[0].data().clone(),
-                        [](const Node&, TensorList& g) -> TensorList {
-                          return {ops::mul_scalar(g[0], 2.0)};
-                        })};
+        return V{record(
+            "WrongBackward", {&v[0]}, v[0].data().clone(),
+            [](const Node&, TensorList& g) -> TensorList { return {ops::mul_scalar(g[0], 2.0)}; })};
       },
       {r({3})});
   EXPECT_FALSE(res.ok);

@@ -74,13 +74,12 @@ TEST(ElementwiseCpu, UnaryForwardAndBackwardMatchFormulas) {
       const double h = 1e-6;  // central difference of the double formula
       dxref.push_back(gv[i] * (c.f(xv[i] + h, c.scalar) - c.f(xv[i] - h, c.scalar)) / (2 * h));
     }
-    EXPECT_TRUE(tu::close(ops::unary(c.op, x, c.scalar), Tensor::from_vector(yref, {257}),
-                               1e-12));
+    EXPECT_TRUE(tu::close(ops::unary(c.op, x, c.scalar), Tensor::from_vector(yref, {257}), 1e-12));
     EXPECT_TRUE(tu::close(ops::unary_backward(c.op, x, dy, c.scalar),
-                               Tensor::from_vector(dxref, {257}), 1e-7));
+                          Tensor::from_vector(dxref, {257}), 1e-7));
     // f32 agrees with f64 to f32 precision.
     EXPECT_TRUE(tu::close(ops::unary(c.op, x.to(DType::F32), c.scalar),
-                               Tensor::from_vector(yref, {257}), 1e-6));
+                          Tensor::from_vector(yref, {257}), 1e-6));
   }
 }
 
@@ -99,8 +98,7 @@ TEST(ElementwiseCpu, BinaryBroadcastAndStrides) {
                : op == BinaryOp::Mul ? x * y
                                      : x / y;
     }
-    EXPECT_TRUE(tu::close(ops::binary(op, a, b, 0.5), Tensor::from_vector(ref, {4, 3, 5}),
-                               1e-15));
+    EXPECT_TRUE(tu::close(ops::binary(op, a, b, 0.5), Tensor::from_vector(ref, {4, 3, 5}), 1e-15));
   }
   // Mixed dtypes compute in the wider one.
   EXPECT_EQ(ops::add(a.to(DType::F32), b.to(DType::BF16)).dtype(), DType::F32);
@@ -158,10 +156,10 @@ TEST(ReduceCpu, EveryDimEveryOp) {
       EXPECT_EQ(ops::reduce(op, x, d, false).shape(), sq);
     }
   }
-  EXPECT_NEAR(ops::reduce_all(ReduceOp::Sum, x).item(),
-              std::accumulate(xv.begin(), xv.end(), 0.0), 1e-12);
-  EXPECT_TRUE(tu::close(ops::reduce(ReduceOp::Sum, x, {0, 2}, false),
-                             ops::sum(ops::sum(x, 2), 0), 1e-14));
+  EXPECT_NEAR(ops::reduce_all(ReduceOp::Sum, x).item(), std::accumulate(xv.begin(), xv.end(), 0.0),
+              1e-12);
+  EXPECT_TRUE(
+      tu::close(ops::reduce(ReduceOp::Sum, x, {0, 2}, false), ops::sum(ops::sum(x, 2), 0), 1e-14));
   EXPECT_TRUE(tu::close(ops::sum_to(x, {4, 1}), ops::sum(ops::sum(x, 2, true), 0), 1e-14));
 }
 
@@ -188,7 +186,8 @@ TEST(MatmulCpu, LayoutsBatchesDtypes) {
       for (int64_t i = 0; i < M; ++i)
         for (int64_t j = 0; j < N; ++j) {
           double s = 0;
-          for (int64_t k = 0; k < K; ++k) s += av[size_t((q * M + i) * K + k)] * bv[size_t((q * K + k) * N + j)];
+          for (int64_t k = 0; k < K; ++k)
+            s += av[size_t((q * M + i) * K + k)] * bv[size_t((q * K + k) * N + j)];
           c[size_t((q * M + i) * N + j)] = s;
         }
     return Tensor::from_vector(c, {B, M, N});
@@ -201,9 +200,9 @@ TEST(MatmulCpu, LayoutsBatchesDtypes) {
     const Tensor ref = naive(a.to(DType::F64), b.to(DType::F64));
     EXPECT_TRUE(tu::close(ops::matmul(a, b), ref, tol));
     const Tensor at = tu::randn({2, 5, 7}, dt).contiguous(), bt = tu::randn({2, 3, 5}, dt);
-    EXPECT_TRUE(tu::close(ops::matmul(at.transpose(1, 2), bt.transpose(1, 2)),
-                               naive(at.transpose(1, 2).to(DType::F64), bt.transpose(1, 2).to(DType::F64)),
-                               tol));
+    EXPECT_TRUE(tu::close(
+        ops::matmul(at.transpose(1, 2), bt.transpose(1, 2)),
+        naive(at.transpose(1, 2).to(DType::F64), bt.transpose(1, 2).to(DType::F64)), tol));
     // Shared 2-d b (folded into one GEMM).
     const Tensor w = tu::randn({5, 4}, dt);
     const Tensor wb = w.unsqueeze(0).expand({2, 5, 4});
@@ -215,8 +214,7 @@ TEST(MatmulCpu, LayoutsBatchesDtypes) {
   const Tensor expect = ops::add(out, ops::matmul(a.to(DType::F32), b.to(DType::F32)), 2.0);
   ops::matmul_out(out, a, b, 2.0, 1.0);
   EXPECT_TRUE(tu::close(out, expect, 1e-6));
-  EXPECT_THROW(ops::matmul(tu::randn({3, 4}, DType::F32), tu::randn({5, 2}, DType::F32)),
-               Error);
+  EXPECT_THROW(ops::matmul(tu::randn({3, 4}, DType::F32), tu::randn({5, 2}, DType::F32)), Error);
   EXPECT_THROW(ops::matmul(a, b.to(DType::F32)), Error);
 }
 

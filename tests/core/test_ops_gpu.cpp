@@ -20,7 +20,9 @@ const Device kGpu = Device::cuda(0);
 constexpr DType kFloatTypes[] = {DType::F32, DType::BF16, DType::F16, DType::F64};
 
 // Inputs valid for every unary op (log, sqrt, rsqrt, pow need positive values).
-Tensor positive_input(const Shape& s, DType t) { return tu::rand_uniform(s, t, 0.2, 3.0); }
+Tensor positive_input(const Shape& s, DType t) {
+  return tu::rand_uniform(s, t, 0.2, 3.0);
+}
 }  // namespace
 
 TEST(ElementwiseGpu, UnaryAllOpsAllDtypes) {
@@ -35,7 +37,7 @@ TEST(ElementwiseGpu, UnaryAllOpsAllDtypes) {
       const Tensor x = positive_input({1003}, t), dy = tu::randn({1003}, t);
       EXPECT_TRUE(tu::close(ops::unary(op, x.to(kGpu), s), ops::unary(op, x, s), tu::tol_for(t)));
       EXPECT_TRUE(tu::close(ops::unary_backward(op, x.to(kGpu), dy.to(kGpu), s),
-                                 ops::unary_backward(op, x, dy, s), tu::tol_for(t)));
+                            ops::unary_backward(op, x, dy, s), tu::tol_for(t)));
     }
   }
 }
@@ -51,10 +53,9 @@ TEST(ElementwiseGpu, BinaryBroadcastStridedMixed) {
     for (BinaryOp op : {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div}) {
       SCOPED_TRACE(ops::binary_op_name(op));
       EXPECT_TRUE(tu::close(ops::binary(op, a.to(kGpu), b.to(kGpu), 0.3),
-                                 ops::binary(op, a, b, 0.3), tu::tol_for(t)));
+                            ops::binary(op, a, b, 0.3), tu::tol_for(t)));
       EXPECT_TRUE(tu::close(ops::binary(op, a.to(kGpu).transpose(0, 2), c.to(kGpu).view({9, 1, 1})),
-                                 ops::binary(op, a.transpose(0, 2), c.view({9, 1, 1})),
-                                 tu::tol_for(t)));
+                            ops::binary(op, a.transpose(0, 2), c.view({9, 1, 1})), tu::tol_for(t)));
     }
   }
   // In-place accumulation of a bf16 gradient into an f32 buffer.
@@ -103,14 +104,14 @@ TEST(ReduceGpu, ShapesOpsDtypes) {
       {{37, 1001}, 1}, {{37, 1001}, 0}, {{5, 300, 17}, 1}, {{3, 9000}, 1},
       {{1, 70}, 1},    {{300000}, 0},   {{2, 3, 4}, 2},    {{4, 1}, 1}};
   for (DType t : kFloatTypes) {
-    for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min,
-                        ReduceOp::LogSumExp}) {
+    for (ReduceOp op :
+         {ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min, ReduceOp::LogSumExp}) {
       for (const auto& [shape, dim] : cases) {
         SCOPED_TRACE(std::string(dtype_name(t)) + " " + ops::reduce_op_name(op) + " " +
                      shape.str() + " dim " + std::to_string(dim));
         const Tensor x = tu::randn(shape, t);
-        EXPECT_TRUE(tu::close(ops::reduce(op, x.to(kGpu), dim), ops::reduce(op, x, dim),
-                                   tu::tol_for(t)));
+        EXPECT_TRUE(
+            tu::close(ops::reduce(op, x.to(kGpu), dim), ops::reduce(op, x, dim), tu::tol_for(t)));
       }
     }
     const Tensor x = tu::randn({1000, 64}, t);
@@ -118,7 +119,7 @@ TEST(ReduceGpu, ShapesOpsDtypes) {
     auto [cv, ci] = ops::max_with_index(x, 0);
     EXPECT_TRUE(tu::bitwise_equal(gi, ci));
     EXPECT_TRUE(tu::close(ops::reduce_all(ReduceOp::Sum, x.to(kGpu)),
-                               ops::reduce_all(ReduceOp::Sum, x), tu::tol_for(t)));
+                          ops::reduce_all(ReduceOp::Sum, x), tu::tol_for(t)));
   }
   // Deterministic: the same reduction twice gives the same bits.
   const Tensor big = tu::randn({1 << 21}, DType::F32, kGpu);
@@ -132,13 +133,11 @@ TEST(MatmulGpu, AgainstCpu) {
     Shape a, b;
     bool ta, tb;
   };
-  const std::vector<Case> cases = {{{64, 48}, {48, 80}, false, false},
-                                   {{33, 17}, {17, 9}, true, false},
-                                   {{33, 17}, {17, 9}, false, true},
-                                   {{4, 31, 16}, {4, 16, 24}, true, true},
-                                   {{3, 5, 40, 24}, {24, 56}, false, false},
-                                   {{40, 24}, {2, 24, 56}, false, true},
-                                   {{1, 128}, {128, 1}, false, false}};
+  const std::vector<Case> cases = {
+      {{64, 48}, {48, 80}, false, false},       {{33, 17}, {17, 9}, true, false},
+      {{33, 17}, {17, 9}, false, true},         {{4, 31, 16}, {4, 16, 24}, true, true},
+      {{3, 5, 40, 24}, {24, 56}, false, false}, {{40, 24}, {2, 24, 56}, false, true},
+      {{1, 128}, {128, 1}, false, false}};
   for (DType t : {DType::F32, DType::BF16, DType::F16, DType::F64}) {
     for (const Case& c : cases) {
       SCOPED_TRACE(std::string(dtype_name(t)) + " " + c.a.str() + " @ " + c.b.str());
@@ -154,12 +153,13 @@ TEST(MatmulGpu, AgainstCpu) {
   const Tensor c0 = tu::randn({96, 72}, DType::F32);
   Tensor cg = c0.to(kGpu);
   ops::matmul_out(cg, a.to(kGpu), b.to(kGpu), 0.5, 1.0);
-  const Tensor ref = ops::add(c0, ops::matmul(a.to(DType::F64), b.to(DType::F64)).to(DType::F32), 0.5);
+  const Tensor ref =
+      ops::add(c0, ops::matmul(a.to(DType::F64), b.to(DType::F64)).to(DType::F32), 0.5);
   EXPECT_TRUE(tu::close(cg, ref, 1e-5));
   // TF32 off by default: an f32 product is accurate to f32 precision.
   const Tensor x = tu::randn({256, 256}, DType::F32), y = tu::randn({256, 256}, DType::F32);
   EXPECT_TRUE(tu::close(ops::matmul(x.to(kGpu), y.to(kGpu)),
-                             ops::matmul(x.to(DType::F64), y.to(DType::F64)), 1e-6));
+                        ops::matmul(x.to(DType::F64), y.to(DType::F64)), 1e-6));
 }
 
 TEST(RandomGpu, BitIdenticalToCpu) {
@@ -184,5 +184,5 @@ TEST(IndexGpu, GatherScatter) {
   const Tensor g = ops::gather_dim(x.to(kGpu), 1, idx.to(kGpu));
   EXPECT_TRUE(tu::bitwise_equal(g, ops::gather_dim(x, 1, idx)));
   EXPECT_TRUE(tu::bitwise_equal(ops::scatter_dim(x.shape(), 1, idx.to(kGpu), g),
-                                     ops::scatter_dim(x.shape(), 1, idx, g.cpu())));
+                                ops::scatter_dim(x.shape(), 1, idx, g.cpu())));
 }

@@ -24,8 +24,8 @@ TEST(Shape, BroadcastAndStrides) {
 }
 
 TEST(Tensor, FactoriesAndRoundTrips) {
-  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::F64, DType::I32, DType::I64,
-                  DType::U8}) {
+  for (DType t :
+       {DType::F32, DType::BF16, DType::F16, DType::F64, DType::I32, DType::I64, DType::U8}) {
     SCOPED_TRACE(dtype_name(t));
     const std::vector<double> v = {0, 1, 2, 3, 4, 5};
     Tensor x = Tensor::from_vector(v, {2, 3}, t);
@@ -130,7 +130,7 @@ TEST(Half, Bf16AllPatternsRoundTrip) {
 TEST(Half, Bf16RoundsToNearestEven) {
   // 1 + 2^-8 is exactly halfway between two bf16 values: ties go to the even one (1.0).
   EXPECT_EQ(bf16(1.00390625f).bits, bf16(1.0f).bits);
-  EXPECT_EQ(bf16(1.01171875f).bits, bf16::from_bits(0x3f82).bits);  // tie to even upwards
+  EXPECT_EQ(bf16(1.01171875f).bits, bf16::from_bits(0x3f82).bits);            // tie to even upwards
   EXPECT_EQ(bf16(std::nextafter(1.00390625f, 2.0f)).to_float(), 1.0078125f);  // above the tie
 }
 

@@ -57,14 +57,20 @@ void same_function(const GradcheckFn& f, const GradcheckFn& g, const std::vector
 TEST(SoftmaxCpu, GradcheckAndSecondFormulation) {
   SEQMIX_TRACE_SEED();
   check("softmax", [](const V& v) { return V{softmax(v[0]), softmax(v[0], 0)}; }, {r({3, 7})});
-  check("log_softmax", [](const V& v) { return V{log_softmax(v[0]), log_softmax(v[0], 1)}; },
+  check("log_softmax",
+        [](const V& v) {
+          return V{log_softmax(v[0]), log_softmax(v[0], 1)};
+        },
         {r({2, 5, 3})});
-  same_function([](const V& v) { return V{softmax(v[0]), log_softmax(v[0])}; },
-                [](const V& v) {
-                  Variable ls = v[0] - logsumexp(v[0], -1, true);
-                  return V{exp(ls), ls};
-                },
-                {r({4, 9})});
+  same_function(
+      [](const V& v) {
+        return V{softmax(v[0]), log_softmax(v[0])};
+      },
+      [](const V& v) {
+        Variable ls = v[0] - logsumexp(v[0], -1, true);
+        return V{exp(ls), ls};
+      },
+      {r({4, 9})});
 }
 
 TEST(CrossEntropyCpu, GradcheckAndSecondFormulation) {
@@ -91,8 +97,7 @@ TEST(CrossEntropyCpu, GradcheckAndSecondFormulation) {
   const Variable all_ignored =
       cross_entropy(x, Tensor::from_vector(std::vector<int64_t>{-100, -100}, {2}));
   EXPECT_TRUE(std::isnan(all_ignored.data().item()));
-  EXPECT_EQ(cross_entropy(Variable(r({4, 3}).to(DType::BF16), true),
-                          Tensor::zeros({4}, DType::I32))
+  EXPECT_EQ(cross_entropy(Variable(r({4, 3}).to(DType::BF16), true), Tensor::zeros({4}, DType::I32))
                 .dtype(),
             DType::F32);
 }
@@ -106,11 +111,10 @@ TEST(NormCpu, GradcheckAndSecondFormulation) {
         {r({4, 6}), r({6}), r({6})});
   check("layer no affine", [](const V& v) { return V{layer_norm(v[0], Variable(), Variable())}; },
         {r({3, 7})});
-  same_function([](const V& v) { return V{rms_norm(v[0], v[1], 1e-6)}; },
-                [](const V& v) {
-                  return V{v[0] * rsqrt(mean(v[0] * v[0], -1, true) + 1e-6) * v[1]};
-                },
-                {r({5, 8}), r({8})});
+  same_function(
+      [](const V& v) { return V{rms_norm(v[0], v[1], 1e-6)}; },
+      [](const V& v) { return V{v[0] * rsqrt(mean(v[0] * v[0], -1, true) + 1e-6) * v[1]}; },
+      {r({5, 8}), r({8})});
   same_function([](const V& v) { return V{layer_norm(v[0], v[1], v[2], 1e-5)}; },
                 [](const V& v) {
                   Variable c = v[0] - mean(v[0], -1, true);
@@ -154,8 +158,10 @@ TEST(DropoutCpu, MaskStatisticsAndGradient) {
   const auto yv = y.data().to_vector<double>();
   int64_t dropped = 0;
   for (double v : yv) {
-    if (v == 0) ++dropped;
-    else ASSERT_NEAR(v, 1 / (1 - double(float(p))), 1e-12);  // p is applied as a float
+    if (v == 0)
+      ++dropped;
+    else
+      ASSERT_NEAR(v, 1 / (1 - double(float(p))), 1e-12);  // p is applied as a float
   }
   EXPECT_NEAR(double(dropped) / double(yv.size()), p, 0.01);
   sum(y).backward();

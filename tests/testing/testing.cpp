@@ -16,8 +16,12 @@ namespace {
 std::atomic<uint64_t> g_counter{0};
 }  // namespace
 
-uint64_t base_seed() { return g_seed; }
-uint64_t next_seed() { return g_seed * 1000003ull + g_counter.fetch_add(1) + 1; }
+uint64_t base_seed() {
+  return g_seed;
+}
+uint64_t next_seed() {
+  return g_seed * 1000003ull + g_counter.fetch_add(1) + 1;
+}
 
 Tensor randn(const Shape& shape, DType dtype, Device device, double std) {
   Tensor t = Tensor::empty(shape, dtype, Device::cpu());
@@ -67,8 +71,8 @@ Comparison compare(const Tensor& got, const Tensor& ref) {
 
 ::testing::AssertionResult close(const Tensor& got, const Tensor& ref, double tol) {
   if (!got.defined() || !ref.defined())
-    return ::testing::AssertionFailure() << "undefined tensor (got " << describe(got) << ", ref "
-                                         << describe(ref) << ")";
+    return ::testing::AssertionFailure()
+           << "undefined tensor (got " << describe(got) << ", ref " << describe(ref) << ")";
   if (got.shape() != ref.shape())
     return ::testing::AssertionFailure()
            << "shape " << got.shape_str() << " != reference " << ref.shape_str();

@@ -27,8 +27,8 @@ Tensor randint(const Shape& shape, int64_t lo, int64_t hi, DType dtype = DType::
                Device device = Device::cpu());
 
 struct Comparison {
-  double rel_rms = 0;   // ||ref - got|| / ||ref||
-  double max_abs = 0;   // max |ref - got|
+  double rel_rms = 0;     // ||ref - got|| / ||ref||
+  double max_abs = 0;     // max |ref - got|
   int64_t nan_count = 0;  // elements of got that are NaN where ref is not
   int64_t n = 0;
   std::string str() const;
@@ -41,15 +41,18 @@ Comparison compare(const Tensor& got, const Tensor& ref);
 ::testing::AssertionResult bitwise_equal(const Tensor& a, const Tensor& b);
 
 // Tolerances of ARCHITECTURE.md §9.
-inline double tol_for(DType inputs) { return inputs == DType::F32 || inputs == DType::F64 ? 1e-5 : 5e-3; }
+inline double tol_for(DType inputs) {
+  return inputs == DType::F32 || inputs == DType::F64 ? 1e-5 : 5e-3;
+}
 
 }  // namespace seqmix::tu
 
-#define SEQMIX_REQUIRE_CUDA()                                                              \
-  do {                                                                                     \
-    if (!::seqmix::cuda::is_available())                                                   \
-      GTEST_SKIP() << "needs a CUDA device: " << ::seqmix::cuda::unavailable_reason();     \
+#define SEQMIX_REQUIRE_CUDA()                                                          \
+  do {                                                                                 \
+    if (!::seqmix::cuda::is_available())                                               \
+      GTEST_SKIP() << "needs a CUDA device: " << ::seqmix::cuda::unavailable_reason(); \
   } while (0)
 
 // Names the seed in any failure message of the enclosing scope.
-#define SEQMIX_TRACE_SEED() SCOPED_TRACE("SEQMIX_TEST_SEED=" + std::to_string(::seqmix::tu::base_seed()))
+#define SEQMIX_TRACE_SEED() \
+  SCOPED_TRACE("SEQMIX_TEST_SEED=" + std::to_string(::seqmix::tu::base_seed()))

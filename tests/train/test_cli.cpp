@@ -1,10 +1,10 @@
 // The seqmix executable: --help, --version, exit codes and error style.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <array>
 #include <cstdio>
 #include <string>
-#include <sys/wait.h>
 
 namespace {
 struct CmdResult {
@@ -36,7 +36,8 @@ TEST(Cli, Version) {
 }
 
 TEST(Cli, UnbuiltSubcommandsSaySoAndExit2) {
-  for (const char* sub : {"train cfg.yaml", "eval run", "prepare", "generate", "inspect x", "launch"}) {
+  for (const char* sub :
+       {"train cfg.yaml", "eval run", "prepare", "generate", "inspect x", "launch"}) {
     const CmdResult r = run(sub);
     EXPECT_EQ(r.code, 2) << sub;
     EXPECT_EQ(r.out.rfind("seqmix: usage error: ", 0), 0u) << r.out;  // one clear line first
@@ -53,7 +54,8 @@ TEST(Cli, UsageErrorsExit2) {
 }
 
 TEST(Cli, BenchRunsOnCpu) {
-  const CmdResult r = run("bench op matmul --device cpu --m 64 --n 64 --k 64 --iters 3 --warmup 1 --json");
+  const CmdResult r =
+      run("bench op matmul --device cpu --m 64 --n 64 --k 64 --iters 3 --warmup 1 --json");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("\"TFLOP/s\""), std::string::npos) << r.out;
   const CmdResult c = run("bench op copy --device cpu --mib 4 --iters 3 --warmup 1");

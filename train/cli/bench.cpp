@@ -3,8 +3,8 @@
 // runs. `bench kernel` and `bench train` arrive with the mixer and trainer issues.
 #include "train/cli/bench.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "core/check.h"
 #include "core/cuda/runtime.h"
@@ -59,8 +59,8 @@ void report(const CommonOpts& o, const std::string& what, Device dev, const Timi
                rate_name);
     fmt::print("{:<40} {:>10.4f} {:>10.4f} {:>10.4f} {:>12.2f}\n", what, med, t.min(), t.max(),
                rate);
-    fmt::print("device: {}, {} timed runs after {} warm-up runs\n", device_name(dev),
-               t.ms.size(), o.warmup);
+    fmt::print("device: {}, {} timed runs after {} warm-up runs\n", device_name(dev), t.ms.size(),
+               o.warmup);
   }
 }
 
@@ -74,7 +74,8 @@ void add_bench_command(CLI::App& app) {
 
   // ---- matmul ----
   auto mm = std::make_shared<CommonOpts>();
-  auto mm_shape = std::make_shared<std::array<int64_t, 4>>(std::array<int64_t, 4>{8192, 8192, 8192, 1});
+  auto mm_shape =
+      std::make_shared<std::array<int64_t, 4>>(std::array<int64_t, 4>{8192, 8192, 8192, 1});
   auto mm_dtype = std::make_shared<std::string>("bf16");
   CLI::App* c_mm = op->add_subcommand(
       "matmul", "C[M,N] = A[M,K] B[K,N] (cuBLASLt on GPU, OpenBLAS on CPU); prints TFLOP/s");
@@ -100,8 +101,9 @@ void add_bench_command(CLI::App& app) {
     const Timing t =
         time_runs(dev, mm->warmup, mm->iters, [&] { ops::matmul_out(C, A, B, 1.0, 0.0); });
     const double flops = 2.0 * double(m) * double(n) * double(k) * double(b);
-    report(*mm, fmt::format("matmul {} {}x{}x{}{}", dtype_name(dt), m, n, k,
-                            b > 1 ? fmt::format(" x{}", b) : ""),
+    report(*mm,
+           fmt::format("matmul {} {}x{}x{}{}", dtype_name(dt), m, n, k,
+                       b > 1 ? fmt::format(" x{}", b) : ""),
            dev, t, "TFLOP/s", flops / 1e9);
   });
 

@@ -1,8 +1,8 @@
 // The `seqmix` command: one executable with subcommands. Exit codes: 0 success, 2 usage or
 // config error, 3 data or checkpoint error, 1 anything else. Errors print one line first
 // ("seqmix: <kind>: <message>"), details after.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <string>

@@ -16,8 +16,12 @@ double Timing::median() const {
   const size_t n = s.size();
   return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
-double Timing::min() const { return *std::min_element(ms.begin(), ms.end()); }
-double Timing::max() const { return *std::max_element(ms.begin(), ms.end()); }
+double Timing::min() const {
+  return *std::min_element(ms.begin(), ms.end());
+}
+double Timing::max() const {
+  return *std::max_element(ms.begin(), ms.end());
+}
 
 Timing time_runs(Device device, int warmup, int iters, const std::function<void()>& fn) {
   SEQMIX_CHECK_KIND(Usage, iters > 0, "--iters must be positive");

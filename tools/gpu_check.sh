@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Build + GPU tests + benchmarks in one go, for the GPU machine. Logs go to OUTDIR (default
+# $OUT or ./gpu-check-out). The last lines printed are a short summary.
+#   tools/gpu_check.sh [OUTDIR]
+# Environment: SEQMIX_CUDA_ARCHS (default "80;90a": both paths must compile), SEQMIX_JOBS,
+# SEQMIX_SKIP_BENCH=1 to skip the benchmarks.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-${OUT:-gpu-check-out}}"
+mkdir -p "$out"
+jobs="${SEQMIX_JOBS:-$(nproc)}"
+archs="${SEQMIX_CUDA_ARCHS:-80;90a}"
+export NCCL_NVLS_ENABLE=0
+
+{ nvidia-smi; nvcc --version; cmake --version; } > "$out/env.txt" 2>&1
+t0=$(date +%s)
+cmake --preset cuda -DCMAKE_CUDA_ARCHITECTURES="$archs" > "$out/configure.log" 2>&1 || {
+  tail -30 "$out/configure.log"; echo "CONFIGURE FAILED"; exit 1; }
+cmake --build build/cuda -j "$jobs" > "$out/build.log" 2>&1 || {
+  grep -E "error|Error" "$out/build.log" | head -40; echo "BUILD FAILED"; exit 1; }
+t1=$(date +%s)
+echo "build: $((t1 - t0)) s"
+
+ctest --test-dir build/cuda -L gpu --output-on-failure -j 4 > "$out/ctest_gpu.log" 2>&1
+gpu_rc=$?
+ctest --test-dir build/cuda -L cpu --output-on-failure -j "$jobs" > "$out/ctest_cpu.log" 2>&1
+cpu_rc=$?
+t2=$(date +%s)
+echo "tests: $((t2 - t1)) s"
+
+if [[ "${SEQMIX_SKIP_BENCH:-0}" != 1 ]]; then
+  bin=build/cuda/bin/seqmix
+  {
+    for i in 1 2 3; do $bin bench op matmul --m 8192 --n 8192 --k 8192 --dtype bf16; done
+    $bin bench op matmul --m 4096 --n 4096 --k 4096 --dtype bf16
+    $bin bench op matmul --m 8192 --n 8192 --k 8192 --dtype f32
+    for i in 1 2 3; do $bin bench op copy --mib 1024; done
+    $bin bench op copy --mib 4096
+  } > "$out/bench.log" 2>&1
+fi
+
+echo "== summary =="
+grep -E "tests passed|tests failed|Skipped|Failed|\*\*\*" "$out/ctest_gpu.log" | tail -25
+grep -E "tests passed|tests failed" "$out/ctest_cpu.log"
+[[ -f "$out/bench.log" ]] && grep -E "^(matmul|copy)|device:|error" "$out/bench.log"
+exit $(( gpu_rc != 0 || cpu_rc != 0 ))
