@@ -40,7 +40,12 @@ if [[ "${SEQMIX_SKIP_BENCH:-0}" != 1 ]]; then
 fi
 
 echo "== summary =="
-grep -E "tests passed|tests failed|Skipped|Failed|\*\*\*" "$out/ctest_gpu.log" | tail -25
-grep -E "tests passed|tests failed" "$out/ctest_cpu.log"
+for f in ctest_gpu ctest_cpu; do
+  if grep -qE "tests passed|tests failed" "$out/$f.log"; then
+    grep -E "tests passed|tests failed|\(Skipped\)|\(Failed\)|\*\*\*" "$out/$f.log" | tail -25
+  else
+    echo "$f: NO TESTS RAN"; tail -15 "$out/$f.log"; gpu_rc=1
+  fi
+done
 [[ -f "$out/bench.log" ]] && grep -E "^(matmul|copy)|device:|error" "$out/bench.log"
 exit $(( gpu_rc != 0 || cpu_rc != 0 ))

@@ -33,14 +33,28 @@ void gather(const W* w, const std::vector<int64_t>& ix, O* out, int64_t c) {
     for (int64_t j = 0; j < c; ++j) out[r * c + j] = ops::convert<O>(w[ix[size_t(r)] * c + j]);
 }
 
+// Sums each index's rows in increasing position order in the accumulation type, then adds the
+// sum to dweight once (as the GPU does), so 16-bit gradients are rounded once, not per row.
+// Buffers cover only the rows that occur.
 template <typename G, typename D>
-void scatter_add(const G* dout, const std::vector<int64_t>& ix, D* dw, int64_t c) {
+void scatter_add(const G* dout, const std::vector<int64_t>& ix, D* dw, int64_t v, int64_t c) {
   using A = acc_t<D>;
+  std::vector<int64_t> slot(static_cast<size_t>(v), -1), rows;
+  for (int64_t k : ix)
+    if (slot[size_t(k)] < 0) {
+      slot[size_t(k)] = int64_t(rows.size());
+      rows.push_back(k);
+    }
+  std::vector<A> acc(rows.size() * static_cast<size_t>(c), A(0));
   for (size_t r = 0; r < ix.size(); ++r) {
-    D* row = dw + ix[r] * c;
+    A* row = acc.data() + slot[size_t(ix[r])] * c;
     const G* g = dout + int64_t(r) * c;
-    for (int64_t j = 0; j < c; ++j)
-      row[j] = from_acc<D>(to_acc<A>(row[j]) + A(to_acc<acc_t<G>>(g[j])));
+    for (int64_t j = 0; j < c; ++j) row[j] += A(to_acc<acc_t<G>>(g[j]));
+  }
+  for (size_t s = 0; s < rows.size(); ++s) {
+    D* d = dw + rows[s] * c;
+    const A* a = acc.data() + int64_t(s) * c;
+    for (int64_t j = 0; j < c; ++j) d[j] = from_acc<D>(to_acc<A>(d[j]) + a[j]);
   }
 }
 }  // namespace
@@ -58,8 +72,9 @@ void embedding_bwd_ref(const EmbeddingBwdArgs& a) {
   const auto ix = indices_of(a.indices, a.dweight.size(0));
   const int64_t c = a.dweight.size(1);
   SEQMIX_DISPATCH_FLOAT(a.dout.dtype(), "embedding_bwd", G, {
-    SEQMIX_DISPATCH_FLOAT(a.dweight.dtype(), "embedding_bwd", D,
-                          scatter_add<G, D>(a.dout.data<G>(), ix, a.dweight.data<D>(), c));
+    SEQMIX_DISPATCH_FLOAT(
+        a.dweight.dtype(), "embedding_bwd", D,
+        scatter_add<G, D>(a.dout.data<G>(), ix, a.dweight.data<D>(), a.dweight.size(0), c));
   });
 }
 

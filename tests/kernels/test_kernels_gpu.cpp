@@ -17,6 +17,11 @@ using namespace seqmix;
 
 namespace {
 const Device kGpu = Device::cuda(0);
+// A private copy on d (to() returns the tensor itself when nothing changes; accumulators must
+// not alias the test's originals).
+Tensor copy_on(const Tensor& t, Device d) {
+  return t.device() == d ? t.clone() : t.to(d);
+}
 }  // namespace
 
 TEST(SoftmaxGpu, MatchesReference) {
@@ -146,8 +151,8 @@ TEST(NormGpu, MatchesReferenceAndIsDeterministic) {
             ba[i].rstd = fa[i].rstd;
             ba[i].dy = dy.to(d);
             ba[i].dx = Tensor::empty(s, t, d);
-            ba[i].dweight = dw0.to(d);  // accumulated into
-            ba[i].dbias = kind == NormKind::Layer ? db0.to(d) : Tensor();
+            ba[i].dweight = copy_on(dw0, d);  // accumulated into
+            ba[i].dbias = kind == NormKind::Layer ? copy_on(db0, d) : Tensor();
             norm_bwd(ba[i]);
           }
           const double tol = tu::tol_for(t);

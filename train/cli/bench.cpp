@@ -26,10 +26,18 @@ struct CommonOpts {
 
 Device pick_device(const std::string& s) {
   if (s == "auto") return cuda::is_available() ? Device::cuda(0) : Device::cpu();
-  const Device d = parse_device(s);
-  if (d.is_cuda())
+  Device d;
+  try {
+    d = parse_device(s);
+  } catch (const Error& e) {
+    SEQMIX_THROW(Usage, "--device: {}", e.message());
+  }
+  if (d.is_cuda()) {
     SEQMIX_CHECK_KIND(Usage, cuda::is_available(), "--device {}: {}", s,
                       cuda::unavailable_reason());
+    SEQMIX_CHECK_KIND(Usage, d.index < cuda::device_count(),
+                      "--device {}: this machine has {} CUDA device(s)", s, cuda::device_count());
+  }
   return d;
 }
 
