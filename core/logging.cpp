@@ -4,7 +4,7 @@
 
 #include "core/check.h"
 
-namespace seqmix::log {
+namespace seqmix::logs {
 
 spdlog::logger& logger() {
   static std::shared_ptr<spdlog::logger> l = [] {
@@ -30,4 +30,4 @@ void set_level(const std::string& level) {
   logger().set_level(l);
 }
 
-}  // namespace seqmix::log
+}  // namespace seqmix::logs

@@ -3,7 +3,7 @@
 #pragma once
 #include <spdlog/spdlog.h>
 
-namespace seqmix::log {
+namespace seqmix::logs {
 
 // The process-wide logger ("seqmix"), created on first use, writing to stderr.
 spdlog::logger& logger();
@@ -29,4 +29,4 @@ void debug(spdlog::format_string_t<Args...> f, Args&&... args) {
   logger().debug(f, std::forward<Args>(args)...);
 }
 
-}  // namespace seqmix::log
+}  // namespace seqmix::logs
