@@ -1,7 +1,9 @@
 // `seqmix prepare` through the executable: exit codes 0 / 2 / 3 and the written dataset.
 #include <gtest/gtest.h>
+
 #include <sys/wait.h>
 #include <unistd.h>
+#include "tests/testing/testing.h"
 
 #include <array>
 #include <cstdio>
@@ -15,19 +17,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct CmdResult {
-  int code;
-  std::string out;  // stdout + stderr
-};
-
+using seqmix::tu::CmdResult;
 CmdResult run(const std::string& args) {
-  const std::string cmd = std::string(SEQMIX_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return seqmix::tu::run_command(std::string(SEQMIX_BIN) + " " + args);
 }
 
 class PrepareCli : public ::testing::Test {

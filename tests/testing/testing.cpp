@@ -1,7 +1,11 @@
 #include "tests/testing/testing.h"
 
+#include <sys/wait.h>
+
+#include <array>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -89,6 +93,18 @@ Comparison compare(const Tensor& got, const Tensor& ref) {
   if (std::memcmp(ha.data_ptr(), hb.data_ptr(), ha.nbytes()) != 0)
     return ::testing::AssertionFailure() << "tensors differ bitwise";
   return ::testing::AssertionSuccess();
+}
+
+CmdResult run_command(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  CmdResult r;
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 }  // namespace seqmix::tu

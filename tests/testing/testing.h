@@ -40,6 +40,13 @@ Comparison compare(const Tensor& got, const Tensor& ref);
 // Bitwise equality of two tensors (same dtype and shape).
 ::testing::AssertionResult bitwise_equal(const Tensor& a, const Tensor& b);
 
+// Runs a shell command, capturing stdout + stderr (for tests of the seqmix executable).
+struct CmdResult {
+  int code = -1;    // exit status (-1 when killed by a signal)
+  std::string out;  // stdout + stderr
+};
+CmdResult run_command(const std::string& command);
+
 // Tolerances of ARCHITECTURE.md §9.
 inline double tol_for(DType inputs) {
   return inputs == DType::F32 || inputs == DType::F64 ? 1e-5 : 5e-3;

@@ -6,11 +6,12 @@
 
 #include <cstdio>
 #include <string>
-#include <tuple>
 
 #include "core/check.h"
 #include "core/cuda/runtime.h"
 #include "train/cli/bench.h"
+#include "train/cli/prepare_cmd.h"
+#include "train/cli/run_cmds.h"
 
 namespace {
 
@@ -30,22 +31,21 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough(false);
 
-  // Subcommands of later issues: listed, and they say when they arrive.
-  for (const auto& [name, desc, issue] : {
-           std::tuple{"train", "Train a model from a YAML config", "F2"},
-           std::tuple{"eval", "Evaluate a run or checkpoint (perplexity, recall)", "F2"},
-           std::tuple{"prepare", "Tokenize text files into an HDF5 token dataset", "F2"},
-           std::tuple{"generate", "Sample text from a checkpoint", "F2"},
-           std::tuple{"inspect", "Show a checkpoint's step, config and parameters", "F2"},
-           std::tuple{"launch", "Start one training process per GPU (data-parallel)", "F6"},
-       }) {
+  // Subcommands of later issues are listed and say when they arrive.
+  auto not_built = [&app](const char* name, const char* desc, const char* issue) {
     CLI::App* c = app.add_subcommand(name, std::string(desc) + " (not built yet)");
     c->allow_extras();
     c->callback([name = std::string(name), issue = std::string(issue)] {
       SEQMIX_THROW(Usage, "seqmix {}: not built yet (arrives with issue {})", name, issue);
     });
-  }
+  };
+  seqmix::cli::add_train_command(app);
+  seqmix::cli::add_eval_command(app);
+  seqmix::cli::add_prepare_command(app);
+  not_built("generate", "Sample text from a checkpoint", "F2");
   seqmix::cli::add_bench_command(app);
+  seqmix::cli::add_inspect_command(app);
+  not_built("launch", "Start one training process per GPU (data-parallel)", "F6");
 
   try {
     try {
@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
       const int rc = app.exit(e);  // prints help / version / the parse error
       return rc == 0 ? 0 : 2;
     }
+  } catch (const seqmix::cli::ExitCode& e) {
+    return e.code;
   } catch (const seqmix::Error& e) {
     std::fprintf(stderr, "seqmix: %s: %s\n", seqmix::error_kind_name(e.kind()),
                  e.message().c_str());

@@ -1,0 +1,694 @@
+// The training loop, evaluator and inspector behind `seqmix train|eval|inspect`.
+//
+// Step (per optimizer step): grad_accum micro-batches of forward + backward (gradients accumulate
+// in place into fixed f32 buffers), then the device-side global-norm clipper and the fused AdamW
+// step, which skips the update on the device when a gradient is non-finite. The host reads device
+// values only at log / eval / checkpoint points (loss sums, grad norm, skip flag), so a step
+// issues no synchronisation. Everything that decides a run's numbers (parameters, optimizer
+// moments and counters, the dropout generator, the data position, the interval loss accumulator)
+// is in the checkpoint, so a resumed run reproduces the uninterrupted one value for value.
+#include "train/trainer.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "autograd/functions.h"
+#include "autograd/grad_mode.h"
+#include "core/check.h"
+#include "core/cuda/runtime.h"
+#include "core/logging.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
+#include "data/loader.h"
+#include "data/mqar.h"
+#include "data/token_dataset.h"
+#include "kernels/cross_entropy/cross_entropy.h"
+#include "layers/language_model.h"
+#include "layers/mixers/mixer.h"
+#include "train/checkpoint/checkpoint.h"
+#include "train/optim/adamw.h"
+#include "train/optim/grad_norm.h"
+#include "train/optim/schedule.h"
+
+namespace fs = std::filesystem;
+
+namespace seqmix::train {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) {
+  g_signal.store(sig);
+}
+
+// Seeds of the independent random streams of a run, derived from run.seed.
+uint64_t stream_seed(uint64_t seed, uint64_t stream) {
+  uint64_t x =
+      seed * 0x9E3779B97F4A7C15ull + stream * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull;
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 29;
+  return x;
+}
+enum Stream : uint64_t { kInit = 1, kData = 2, kDropout = 3, kMqarTrain = 4, kMqarTest = 5 };
+
+std::string run_dir_of(const config::RunConfig& c, const std::string& cli_dir) {
+  if (!cli_dir.empty()) return cli_dir;
+  if (!c.run.dir.empty()) return c.run.dir;
+  return (fs::path("runs") / c.run.name).string();
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    SEQMIX_CHECK_KIND(Internal, out.good(), "cannot write '{}'", tmp);
+    out << text;
+  }
+  fs::rename(tmp, path);
+}
+
+// --------------------------------------------------------------------------- model and data
+nn::LmConfig lm_config(const config::RunConfig& c, int64_t data_vocab) {
+  nn::LmConfig m;
+  if (c.model.vocab_size > 0) {
+    if (data_vocab > c.model.vocab_size) {
+      const auto it = c.locations.find("model.vocab_size");
+      SEQMIX_THROW(Data,
+                   "{}: 'model.vocab_size': the data's vocabulary ({}) is larger than the "
+                   "model's ({})",
+                   it != c.locations.end() ? it->second : c.source, data_vocab, c.model.vocab_size);
+    }
+    m.vocab_size = c.model.vocab_size;
+  } else {
+    m.vocab_size = data_vocab;
+  }
+  m.d_model = c.model.d_model;
+  m.mlp = c.model.mlp;
+  m.mlp_hidden = c.model.mlp_hidden;
+  m.norm_eps = c.model.norm_eps;
+  m.tie_embeddings = c.model.tie_embeddings;
+  m.dropout = c.model.dropout;
+  m.init_std = c.model.init_std;
+  m.init_seed = stream_seed(c.run.seed, kInit);
+  // Check each named spec against the mixer table once, with file:line of the offending key.
+  std::vector<std::string> types;
+  for (const auto& e : nn::mixer_table()) types.push_back(e.name);
+  for (const auto& [name, spec] : c.model.mixers) {
+    const nn::MixerEntry* entry = nn::find_mixer(spec.type);
+    const std::string key = fmt::format("model.mixers.{}.type", name);
+    if (!entry) {
+      const std::string near = config::nearest(spec.type, types);
+      c.fail(key, fmt::format("unknown mixer type '{}'{}; available: {}", spec.type,
+                              near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near),
+                              fmt::join(types, ", ")));
+    }
+    std::vector<std::string> keys;
+    for (const auto& o : entry->options) keys.push_back(o.key);
+    for (const auto& [k, v] : spec.options) {
+      if (std::find(keys.begin(), keys.end(), k) != keys.end()) continue;
+      const std::string near = config::nearest(k, keys);
+      c.fail(fmt::format("model.mixers.{}.{}", name, k),
+             fmt::format("mixer '{}' has no option '{}'{}; its options: {}", spec.type, k,
+                         near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near),
+                         fmt::join(keys, ", ")));
+    }
+  }
+  for (const auto& name : config::layer_mixers(c)) {
+    const config::MixerConfig& mc = c.model.mixers.at(name);
+    m.layers.push_back(nn::MixerSpec{mc.type, mc.options});
+  }
+  return m;
+}
+
+data::MqarConfig mqar_config(const config::RunConfig& c, uint64_t seed) {
+  data::MqarConfig m;
+  m.vocab_size = c.data.mqar.vocab_size;
+  m.seq_len = c.data.seq_len;
+  m.num_kv_pairs = c.data.mqar.num_kv_pairs;
+  m.power_a = c.data.mqar.power_a;
+  m.random_non_queries = c.data.mqar.random_non_queries;
+  m.seed = seed;
+  return m;
+}
+
+struct DataSources {
+  std::shared_ptr<data::TokenDataset> dataset;  // tokens only
+  std::unique_ptr<data::BatchSource> train;
+  int64_t vocab = 0;
+};
+
+DataSources make_train_data(const config::RunConfig& c) {
+  DataSources d;
+  if (c.data.source == "mqar") {
+    d.train =
+        std::make_unique<data::MqarSource>(mqar_config(c, stream_seed(c.run.seed, kMqarTrain)),
+                                           c.data.batch_size, /*rank=*/0, /*world=*/1);
+    d.vocab = c.data.mqar.vocab_size;
+  } else {
+    d.dataset = std::make_shared<data::TokenDataset>(c.data.path);
+    d.train = std::make_unique<data::TokenWindowLoader>(
+        *d.dataset, "train", c.data.batch_size, c.data.seq_len, stream_seed(c.run.seed, kData),
+        /*rank=*/0, /*world=*/1, /*shuffle=*/true);
+    d.vocab = d.dataset->vocab_size();
+  }
+  return d;
+}
+
+// --------------------------------------------------------------------------- evaluation
+struct EvalSetup {
+  std::string task;  // ppl | mqar
+  std::string split;
+  int64_t batches = 0;
+};
+
+// Bytes of text each token id decodes to (for bits per byte).
+std::vector<double> token_bytes(const data::Tokenizer& tok) {
+  std::vector<double> b(size_t(tok.vocab_size()));
+  for (int64_t i = 0; i < tok.vocab_size(); ++i) {
+    const int64_t id = i;
+    b[size_t(i)] = double(tok.decode(std::span<const int64_t>(&id, 1)).size());
+  }
+  return b;
+}
+
+std::map<std::string, double> evaluate(nn::LanguageModel& model, const config::RunConfig& c,
+                                       const std::shared_ptr<data::TokenDataset>& dataset,
+                                       const EvalSetup& e, Device dev, DType compute) {
+  NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.train(false);
+  nn::ForwardContext ctx{compute, false, nullptr};
+  std::map<std::string, double> out;
+  if (e.task == "mqar") {
+    const int64_t n = c.data.mqar.test_examples;
+    data::MqarSource src(mqar_config(c, stream_seed(c.run.seed, kMqarTest)), c.data.batch_size, 0,
+                         1);
+    int64_t correct = 0, total = 0, batches = 0;
+    for (int64_t seen = 0; seen < n; seen += c.data.batch_size) {
+      if (e.batches > 0 && batches >= e.batches) break;
+      data::Batch b = src.next();
+      const int64_t rows = std::min<int64_t>(c.data.batch_size, n - seen);
+      Variable logits = model.logits(b.inputs.to(dev), ctx);
+      const Tensor pred = ops::max_with_index(logits.data(), -1).second.cpu();
+      const auto p = pred.to_vector<int64_t>();
+      const auto t = b.targets.to_vector<int64_t>();
+      const int64_t T = b.targets.size(1);
+      for (int64_t i = 0; i < rows * T; ++i) {
+        if (t[size_t(i)] == data::kIgnoreIndex) continue;
+        ++total;
+        correct += p[size_t(i)] == t[size_t(i)];
+      }
+      ++batches;
+    }
+    out["accuracy"] = total ? double(correct) / double(total) : 0.0;
+    out["queries"] = double(total);
+    out["examples"] = double(std::min<int64_t>(n, batches * c.data.batch_size));
+  } else {
+    SEQMIX_CHECK_KIND(Data, dataset && dataset->has_split(e.split),
+                      "dataset '{}' has no '{}' split", dataset ? dataset->file() : c.data.path,
+                      e.split);
+    data::TokenWindowLoader loader(*dataset, e.split, c.data.batch_size, c.data.seq_len, 0, 0, 1,
+                                   /*shuffle=*/false);
+    const std::vector<double> bytes = token_bytes(dataset->tokenizer());
+    double nats = 0, nbytes = 0;
+    int64_t tokens = 0, batches = 0;
+    while (!loader.exhausted() && (e.batches == 0 || batches < e.batches)) {
+      data::Batch b = loader.next();
+      if (b.inputs.numel() == 0) break;
+      Variable logits = model.logits(b.inputs.to(dev), ctx);
+      Variable loss =
+          cross_entropy(logits, b.targets.to(dev), data::kIgnoreIndex, LossReduction::Sum);
+      nats += loss.data().item();
+      for (int64_t t : b.targets.to_vector<int64_t>()) {
+        if (t == data::kIgnoreIndex) continue;
+        ++tokens;
+        nbytes += bytes[size_t(t)];
+      }
+      ++batches;
+    }
+    SEQMIX_CHECK_KIND(Data, tokens > 0,
+                      "the '{}' split of '{}' is too small for one window of {} tokens", e.split,
+                      dataset->file(), c.data.seq_len + 1);
+    out["loss"] = nats / double(tokens);
+    out["ppl"] = std::exp(out["loss"]);
+    out["bpb"] = nats / std::log(2.0) / nbytes;
+    out["tokens"] = double(tokens);
+  }
+  model.train(was_training);
+  return out;
+}
+
+std::string json_line(const std::vector<std::pair<std::string, std::string>>& kv) {
+  std::string s = "{";
+  for (size_t i = 0; i < kv.size(); ++i)
+    s += fmt::format("{}\"{}\": {}", i ? ", " : "", kv[i].first, kv[i].second);
+  return s + "}";
+}
+std::string jnum(double x) {
+  if (!std::isfinite(x)) return "null";
+  return fmt::format("{}", x);
+}
+std::string jstr(const std::string& s) {
+  std::string o = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') o += '\\';
+    o += ch;
+  }
+  return o + "\"";
+}
+
+// Keeps only the metrics lines of steps <= `step` (a resumed run re-creates the rest).
+void truncate_metrics(const std::string& path, int64_t step) {
+  if (!fs::exists(path)) return;
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    const auto p = line.find("\"step\": ");
+    if (p == std::string::npos) continue;
+    const int64_t s = std::stoll(line.substr(p + 8));
+    if (s <= step) kept += line + "\n";
+  }
+  in.close();
+  write_file_atomic(path, kept);
+}
+
+double peak_tflops(const config::RunConfig& c, Device dev) {
+  if (c.train.peak_tflops > 0) return c.train.peak_tflops;
+  if (!dev.is_cuda()) return 0;
+  const std::string name = cuda::props(dev.index).name;
+  // Dense bf16 tensor-core peaks (SXM parts).
+  if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos) return 989;
+  if (name.find("A100") != std::string::npos) return 312;
+  return 0;
+}
+
+std::string eta_text(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "-";
+  const int64_t s = int64_t(seconds);
+  if (s >= 3600) return fmt::format("{}h{:02d}m", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return fmt::format("{}m{:02d}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+std::string git_revision() {
+#ifdef SEQMIX_GIT_REVISION
+  return SEQMIX_GIT_REVISION;
+#else
+  return "unknown";
+#endif
+}
+
+}  // namespace
+
+Device resolve_device(const std::string& name) {
+  if (name == "cpu") return Device::cpu();
+  if (name == "cuda") {
+    SEQMIX_CHECK_KIND(Config, cuda::is_available(), "train.device is 'cuda' but {}",
+                      cuda::unavailable_reason());
+    return Device::cuda(0);
+  }
+  return cuda::is_available() ? Device::cuda(0) : Device::cpu();
+}
+
+int run_train(const TrainOptions& opt) {
+  const auto t_start = Clock::now();
+  config::RunConfig cfg = config::load_config(opt.config_path, opt.overrides);
+  const std::string run_dir = run_dir_of(cfg, opt.run_dir);
+  const std::string ckpt_dir = run_dir;
+  const std::string metrics_path = (fs::path(run_dir) / "metrics.jsonl").string();
+
+  // Resume: the checkpoint's config is the run's config (overrides still apply on top).
+  CheckpointData resume_from;
+  bool resuming = false;
+  if (opt.resume) {
+    const std::string latest = latest_checkpoint(ckpt_dir);
+    if (latest.empty()) {
+      // Files that look like checkpoints but none complete: refuse rather than start over.
+      std::vector<std::string> broken;
+      const fs::path cdir = fs::path(ckpt_dir) / "checkpoints";
+      if (fs::is_directory(cdir))
+        for (const auto& e : fs::directory_iterator(cdir))
+          if (e.path().extension() == ".h5") broken.push_back(e.path().string());
+      SEQMIX_CHECK_KIND(Checkpoint, broken.empty(),
+                        "--resume: no complete checkpoint in '{}' (incomplete or corrupt: {})",
+                        run_dir, fmt::join(broken, ", "));
+      logs::warn("--resume: no checkpoint in '{}'; starting from step 0", run_dir);
+    } else {
+      resume_from = load_checkpoint(latest);
+      resuming = true;
+      cfg = config::parse_config(resume_from.config_yaml, latest + ":/config", opt.overrides);
+      logs::info("resuming from {} (step {})", latest, resume_from.step);
+    }
+  } else if (!latest_checkpoint(ckpt_dir).empty()) {
+    SEQMIX_THROW(Usage,
+                 "run directory '{}' already holds checkpoints: pass --resume to continue it, or "
+                 "--run-dir for a new run",
+                 run_dir);
+  }
+  fs::create_directories(run_dir);
+  write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config::to_yaml(cfg));
+
+  const Device dev = resolve_device(cfg.train.device);
+  const DType compute = dev.is_cuda() && cfg.train.precision == "bf16" ? DType::BF16 : DType::F32;
+  if (!dev.is_cuda() && cfg.train.precision == "bf16" && !opt.quiet)
+    logs::info("precision bf16 on CPU: computing in fp32 (the CPU path has no bf16 compute)");
+
+  DataSources data = make_train_data(cfg);
+  nn::LanguageModel model(lm_config(cfg, data.vocab));
+  model.to(dev);
+  model.train(true);
+
+  // Parameters, their fixed gradient buffers, optimizer, clipper, schedule.
+  const auto named = model.named_parameters();
+  std::vector<ParamRef> refs;
+  std::vector<Tensor> grads;
+  for (const auto& [name, p] : named) {
+    p.set_grad(Tensor::zeros(p.shape(), DType::F32, dev));
+    refs.push_back(ParamRef{p.data(), p.grad(), model.decays(name), name});
+    grads.push_back(p.grad());
+  }
+  AdamWConfig acfg;
+  acfg.lr = cfg.optim.lr;
+  acfg.beta1 = cfg.optim.beta1;
+  acfg.beta2 = cfg.optim.beta2;
+  acfg.eps = cfg.optim.eps;
+  acfg.weight_decay = cfg.optim.weight_decay;
+  AdamW adamw(refs, acfg);
+  GradClipper clipper(grads, cfg.train.grad_clip);
+  ScheduleConfig scfg;
+  scfg.kind = cfg.optim.schedule;
+  scfg.warmup_steps = cfg.optim.warmup_steps;
+  scfg.total_steps = cfg.train.steps;
+  scfg.lr_max = cfg.optim.lr;
+  scfg.lr_min = cfg.optim.min_lr;
+  scfg.decay_fraction = cfg.optim.decay_fraction;
+  LrSchedule schedule(scfg);
+  Generator dropout_gen(stream_seed(cfg.run.seed, kDropout));
+
+  // Interval accumulators live on the device; read at log points only.
+  Tensor loss_sum = Tensor::zeros({}, DType::F32, dev);
+  int64_t interval_steps = 0, skipped_total = 0;
+  int64_t step = 0, tokens_seen = 0;
+  double wall_before = 0;
+
+  if (resuming) {
+    const auto& r = resume_from;
+    model.load_state_dict(r.model, true);
+    adamw.load_state(r.optim);
+    step = r.step;
+    tokens_seen = r.tokens_seen;
+    wall_before = r.wall_time_s;
+    const auto rng = r.rng.find("dropout");
+    SEQMIX_CHECK_KIND(Checkpoint, rng != r.rng.end() && rng->second.size() == 2,
+                      "checkpoint has no /rng/dropout state");
+    dropout_gen.set_state(rng->second[0], rng->second[1]);
+    const auto ds = r.data.find("train");
+    SEQMIX_CHECK_KIND(Checkpoint, ds != r.data.end() && ds->second.size() == 3,
+                      "checkpoint has no /data/train loader state");
+    data.train->restore(data::LoaderState{ds->second[0], ds->second[1], ds->second[2]});
+    auto metric = [&](const char* k) {
+      const auto it = r.metrics.find(k);
+      SEQMIX_CHECK_KIND(Checkpoint, it != r.metrics.end(), "checkpoint has no metric '{}'", k);
+      return it->second;
+    };
+    loss_sum.fill_(metric("interval_loss_sum"));
+    interval_steps = int64_t(metric("interval_steps"));
+    skipped_total = adamw.attempted_steps() - adamw.read_applied_steps();
+    truncate_metrics(metrics_path, step);
+  } else if (fs::exists(metrics_path)) {
+    fs::remove(metrics_path);
+  }
+
+  const int64_t n_params = model.num_parameters();
+  const int64_t B = cfg.data.batch_size, T = cfg.data.seq_len, accum = cfg.train.grad_accum;
+  const int64_t tokens_per_step = B * T * accum;
+  // Training FLOPs per token: 6 N for the matrices plus the attention score/value products
+  // (6 * 2 * T * d_attn per attention layer, halved for causal masking).
+  double attn_flops = 0;
+  for (const auto& l : config::layer_mixers(cfg))
+    if (cfg.model.mixers.at(l).type == "attention")
+      attn_flops += 6.0 * double(T) * double(cfg.model.d_model);
+  const double flops_per_token = 6.0 * double(n_params) + attn_flops;
+  const double peak = peak_tflops(cfg, dev);
+
+  std::ofstream metrics(metrics_path, std::ios::app);
+  SEQMIX_CHECK_KIND(Internal, metrics.good(), "cannot write '{}'", metrics_path);
+  if (!opt.quiet)
+    logs::info("run dir {} | device {} | compute {} | {:.2f}M parameters | {} layers | vocab {}",
+               run_dir, dev.str(), dtype_name(compute), double(n_params) / 1e6,
+               config::layer_mixers(cfg).size(), model.config().vocab_size);
+
+  auto save = [&](int64_t at_step) {
+    CheckpointData d;
+    d.step = at_step;
+    d.tokens_seen = tokens_seen;
+    d.wall_time_s = wall_before + std::chrono::duration<double>(Clock::now() - t_start).count();
+    d.git_revision = git_revision();
+    d.config_yaml = config::to_yaml(cfg);
+    d.model = model.state_dict();
+    d.optim = adamw.state();
+    d.rng["dropout"] = {dropout_gen.seed(), dropout_gen.offset()};
+    const data::LoaderState ls = data.train->state();
+    d.data["train"] = {ls.seed, ls.epoch, ls.samples_consumed};
+    d.metrics["interval_loss_sum"] = loss_sum.item();
+    d.metrics["interval_steps"] = double(interval_steps);
+    const std::string path = checkpoint_path(ckpt_dir, at_step);
+    save_checkpoint(path, d);
+    prune_checkpoints(ckpt_dir, int(cfg.train.keep_last));
+    if (!opt.quiet) logs::info("checkpoint {}", path);
+  };
+
+  auto run_eval_at = [&](int64_t at_step) {
+    EvalSetup e{cfg.data.source == "mqar" ? "mqar" : "ppl", "val", cfg.train.eval_batches};
+    const auto m = evaluate(model, cfg, data.dataset, e, dev, compute);
+    std::vector<std::pair<std::string, std::string>> kv{{"step", fmt::format("{}", at_step)},
+                                                        {"split", jstr("val")}};
+    std::string line = fmt::format("eval  step {:>6}", at_step);
+    for (const auto& [k, v] : m) {
+      kv.emplace_back(k, jnum(v));
+      line += fmt::format(" | {} {:.4f}", k, v);
+    }
+    metrics << json_line(kv) << "\n" << std::flush;
+    if (!opt.quiet) logs::info("{}", line);
+    return m;
+  };
+
+  g_signal.store(0);
+  auto old_int = std::signal(SIGINT, on_signal);
+  auto old_term = std::signal(SIGTERM, on_signal);
+
+  nn::ForwardContext ctx{compute, true, &dropout_gen};
+  auto t_interval = Clock::now();
+  int64_t steps_timed = 0;
+  double seconds_timed = 0;
+  bool stopped_nan = false;
+  int exit_code = 0;
+  while (step < cfg.train.steps) {
+    const double lr = schedule.lr(step);
+    for (int64_t micro = 0; micro < accum; ++micro) {
+      data::Batch b = data.train->next();
+      Variable loss = model.loss(b.inputs.to(dev), b.targets.to(dev), ctx);
+      ops::add_(loss_sum, loss.data());
+      if (accum > 1) loss = seqmix::mul(loss, 1.0 / double(accum));
+      loss.backward();
+    }
+    clipper.compute();
+    adamw.step(lr, clipper);
+    for (const Tensor& g : grads) g.zero_();
+    ++step;
+    ++interval_steps;
+    tokens_seen += tokens_per_step;
+
+    const bool last = step == cfg.train.steps;
+    if (step % cfg.train.log_every == 0 || last) {
+      // The one synchronising read of the interval.
+      const double mean_loss = loss_sum.item() / double(interval_steps * accum);
+      const double gnorm = clipper.read_norm();
+      // Skipped updates: attempted (host count) minus applied (device count) steps.
+      const int64_t skipped_now = adamw.attempted_steps() - adamw.read_applied_steps();
+      const int64_t new_skips = skipped_now - skipped_total;
+      skipped_total = skipped_now;
+      const bool nonfinite = new_skips > 0;
+      const double dt = std::chrono::duration<double>(Clock::now() - t_interval).count();
+      const double tok_s = double(interval_steps * tokens_per_step) / dt;
+      steps_timed += interval_steps;
+      seconds_timed += dt;
+      const double eta = seconds_timed / double(steps_timed) * double(cfg.train.steps - step);
+      const double mfu = peak > 0 ? tok_s * flops_per_token / (peak * 1e12) : 0;
+      metrics << json_line({{"step", fmt::format("{}", step)},
+                            {"loss", jnum(mean_loss)},
+                            {"lr", jnum(lr)},
+                            {"grad_norm", jnum(gnorm)},
+                            {"tokens_per_s", jnum(tok_s)},
+                            {"tokens", fmt::format("{}", tokens_seen)},
+                            {"mfu", jnum(mfu)},
+                            {"skipped", fmt::format("{}", new_skips)}})
+              << "\n"
+              << std::flush;
+      if (!opt.quiet)
+        logs::info(
+            "step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.1f}k tok/s | "
+            "MFU {} | ETA {}",
+            step, cfg.train.steps, mean_loss, lr, gnorm, tok_s / 1e3,
+            peak > 0 ? fmt::format("{:.1f}%", 100 * mfu) : std::string("-"), eta_text(eta));
+      loss_sum.zero_();
+      interval_steps = 0;
+      t_interval = Clock::now();
+      if (nonfinite && cfg.train.nan_policy == "stop") {
+        logs::error(
+            "non-finite gradient in the {} steps up to step {} ({} updates skipped); "
+            "stopping (train.nan_policy: stop). The last checkpoint is intact.",
+            cfg.train.log_every, step, new_skips);
+        stopped_nan = true;
+        exit_code = 1;
+        break;
+      }
+      if (nonfinite)
+        logs::warn("non-finite gradients: {} update(s) skipped in the steps up to {}", new_skips,
+                   step);
+    }
+    if (cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0 && !last) run_eval_at(step);
+    const bool interrupted = g_signal.load() != 0;
+    if ((cfg.train.checkpoint_every > 0 && step % cfg.train.checkpoint_every == 0) || last ||
+        interrupted)
+      save(step);
+    if (interrupted) {
+      logs::warn("interrupted by signal {} at step {}; resume with --resume", g_signal.load(),
+                 step);
+      exit_code = 128 + g_signal.load();
+      break;
+    }
+    if (opt.stop_at_step > 0 && step >= opt.stop_at_step && !last) {
+      if (!opt.quiet) logs::info("stopping at step {} (--stop-at-step)", step);
+      break;
+    }
+  }
+  std::signal(SIGINT, old_int);
+  std::signal(SIGTERM, old_term);
+
+  if (step == cfg.train.steps && !stopped_nan && exit_code == 0) {
+    const auto m = run_eval_at(step);
+    if (!opt.quiet) {
+      if (m.count("accuracy"))
+        fmt::print("final MQAR accuracy: {:.4f} ({} queries)\n", m.at("accuracy"),
+                   int64_t(m.at("queries")));
+      else
+        fmt::print("final val loss {:.4f} | ppl {:.3f} | bits/byte {:.4f}\n", m.at("loss"),
+                   m.at("ppl"), m.at("bpb"));
+    }
+  }
+  return exit_code;
+}
+
+// --------------------------------------------------------------------------- eval / inspect
+namespace {
+std::string resolve_checkpoint(const std::string& target) {
+  SEQMIX_CHECK_KIND(Checkpoint, fs::exists(target), "'{}' does not exist", target);
+  if (fs::is_directory(target)) {
+    const std::string latest = latest_checkpoint(target);
+    SEQMIX_CHECK_KIND(Checkpoint, !latest.empty(), "run directory '{}' holds no checkpoint",
+                      target);
+    return latest;
+  }
+  return target;
+}
+}  // namespace
+
+int run_eval(const EvalOptions& opt) {
+  const std::string path = resolve_checkpoint(opt.target);
+  const CheckpointData ck = load_checkpoint(path);
+  std::vector<std::string> overrides;
+  if (!opt.data.empty()) {
+    overrides.push_back("data.source=tokens");
+    overrides.push_back("data.path=" + opt.data);
+  }
+  config::RunConfig cfg = config::parse_config(ck.config_yaml, path + ":/config", overrides);
+  const std::string task = !opt.task.empty()           ? opt.task
+                           : cfg.data.source == "mqar" ? "mqar"
+                                                       : "ppl";
+  SEQMIX_CHECK_KIND(Usage, task == "ppl" || task == "mqar", "--task must be ppl or mqar, got '{}'",
+                    task);
+  SEQMIX_CHECK_KIND(Usage, opt.split == "val" || opt.split == "test" || opt.split == "train",
+                    "--split must be val, test or train, got '{}'", opt.split);
+  const Device dev = resolve_device(opt.device);
+  const DType compute = dev.is_cuda() && cfg.train.precision == "bf16" ? DType::BF16 : DType::F32;
+
+  std::shared_ptr<data::TokenDataset> dataset;
+  int64_t vocab = cfg.data.mqar.vocab_size;
+  if (task == "ppl") {
+    SEQMIX_CHECK_KIND(Usage, cfg.data.source == "tokens",
+                      "--task ppl needs token data: pass --data DIR (a `seqmix prepare` output)");
+    dataset = std::make_shared<data::TokenDataset>(cfg.data.path);
+    vocab = dataset->vocab_size();
+  }
+  nn::LanguageModel model(lm_config(cfg, vocab));
+  SEQMIX_CHECK_KIND(Data, vocab <= model.config().vocab_size,
+                    "the data's vocabulary ({}) is larger than the model's ({})", vocab,
+                    model.config().vocab_size);
+  model.load_state_dict(ck.model, true);
+  model.to(dev);
+  const auto m =
+      evaluate(model, cfg, dataset, EvalSetup{task, opt.split, opt.batches}, dev, compute);
+
+  fmt::print("checkpoint  {} (step {})\n", path, ck.step);
+  if (task == "mqar")
+    fmt::print("task        mqar (seq_len {}, num_kv_pairs {}, {} test examples)\n",
+               cfg.data.seq_len, cfg.data.mqar.num_kv_pairs, cfg.data.mqar.test_examples);
+  else
+    fmt::print("task        ppl on '{}' split of {}\n", opt.split, dataset->file());
+  fmt::print("{:<12}{:>14}\n", "metric", "value");
+  for (const auto& [k, v] : m) fmt::print("{:<12}{:>14.6g}\n", k, v);
+
+  std::vector<std::pair<std::string, std::string>> kv;
+  kv.emplace_back("checkpoint", jstr(path));
+  kv.emplace_back("step", fmt::format("{}", ck.step));
+  kv.emplace_back("task", jstr(task));
+  kv.emplace_back("split", jstr(task == "mqar" ? "test" : opt.split));
+  if (task == "mqar") {
+    kv.emplace_back("seq_len", fmt::format("{}", cfg.data.seq_len));
+    kv.emplace_back("num_kv_pairs", fmt::format("{}", cfg.data.mqar.num_kv_pairs));
+  }
+  for (const auto& [k, v] : m) kv.emplace_back(k, jnum(v));
+  const std::string out =
+      !opt.output.empty()
+          ? opt.output
+          : (fs::path(path).parent_path().parent_path() /
+             fmt::format("eval_{}_{}.json", task, task == "mqar" ? "test" : opt.split))
+                .string();
+  write_file_atomic(out, json_line(kv) + "\n");
+  fmt::print("wrote {}\n", out);
+  return 0;
+}
+
+int run_inspect(const std::string& target) {
+  const std::string path = resolve_checkpoint(target);
+  const CheckpointData ck = load_checkpoint(path);
+  fmt::print("checkpoint   {}\n", path);
+  fmt::print("step         {}\n", ck.step);
+  fmt::print("tokens seen  {}\n", ck.tokens_seen);
+  fmt::print("wall time    {:.1f} s\n", ck.wall_time_s);
+  fmt::print("git revision {}\n", ck.git_revision);
+  int64_t total = 0;
+  for (const auto& [n, t] : ck.model) total += t.numel();
+  fmt::print("parameters   {} tensors, {} values\n\n", ck.model.size(), total);
+  fmt::print("{:<48} {:>18} {:>12}\n", "name", "shape", "L2 norm");
+  for (const auto& [n, t] : ck.model) {
+    double s = 0;
+    for (double x : t.to_vector<double>()) s += x * x;
+    fmt::print("{:<48} {:>18} {:>12.6g}\n", n, t.shape_str(), std::sqrt(s));
+  }
+  fmt::print("\nconfig:\n{}", ck.config_yaml);
+  return 0;
+}
+
+}  // namespace seqmix::train
