@@ -36,7 +36,21 @@ if [[ "${SEQMIX_SKIP_BENCH:-0}" != 1 ]]; then
     $bin bench op matmul --m 8192 --n 8192 --k 8192 --dtype f32
     for i in 1 2 3; do $bin bench op copy --mib 1024; done
     $bin bench op copy --mib 4096
+    for d in 64 128; do
+      $bin bench kernel attention --b 8 --t 2048 --h 16 --d $d
+      $bin bench kernel attention --b 4 --t 4096 --h 16 --d $d
+    done
+    $bin bench kernel attention --b 2 --t 16384 --h 8 --d 128
+    $bin bench kernel attention --b 8 --t 2048 --h 16 --hkv 4 --d 64 --window 512
   } > "$out/bench.log" 2>&1
+fi
+
+# End to end: the README main job on the GPU.
+if [[ "${SEQMIX_SKIP_E2E:-0}" != 1 ]]; then
+  rm -rf runs/gpu-quickstart
+  ( time build/cuda/bin/seqmix train configs/quickstart.yaml --run-dir runs/gpu-quickstart ) \
+    > "$out/quickstart.log" 2>&1
+  echo "quickstart rc=$?"
 fi
 
 echo "== summary =="
@@ -47,5 +61,6 @@ for f in ctest_gpu ctest_cpu; do
     echo "$f: NO TESTS RAN"; tail -15 "$out/$f.log"; gpu_rc=1
   fi
 done
-[[ -f "$out/bench.log" ]] && grep -E "^(matmul|copy)|device:|error" "$out/bench.log"
+[[ -f "$out/bench.log" ]] && grep -E "^(matmul|copy|attention)|error" "$out/bench.log"
+[[ -f "$out/quickstart.log" ]] && grep -E "final|real|error" "$out/quickstart.log"
 exit $(( gpu_rc != 0 || cpu_rc != 0 ))

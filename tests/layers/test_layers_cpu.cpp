@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <functional>
+#include <sstream>
 
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
@@ -525,4 +527,26 @@ TEST(MixerTableCpu, OptionsAndErrors) {
   LmConfig c = tiny_config(1);
   c.layers = {attn({{"n_head", "2"}})};
   EXPECT_EQ(error_kind_of([&] { LanguageModel m(c); }), ErrorKind::Config);
+}
+
+// docs/mixers.md documents every registered mixer type and every one of its options, with the
+// code's default (tests run from the repository root).
+TEST(MixerTableCpu, EveryMixerAndOptionIsDocumented) {
+  std::ifstream in("docs/mixers.md");
+  ASSERT_TRUE(in.good()) << "docs/mixers.md missing";
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string doc = ss.str();
+  for (const nn::MixerEntry& e : nn::mixer_table()) {
+    const auto sec = doc.find("## `" + e.name + "`");
+    ASSERT_NE(sec, std::string::npos) << "no section for mixer '" << e.name << "'";
+    const auto end = doc.find("\n## ", sec + 1);
+    const std::string body =
+        doc.substr(sec, end == std::string::npos ? std::string::npos : end - sec);
+    for (const nn::MixerOptionDoc& o : e.options)
+      EXPECT_NE(body.find("| `" + o.key + "` | " + o.type + " | " + o.default_value + " |"),
+                std::string::npos)
+          << e.name << "." << o.key << " (" << o.type << ", default " << o.default_value
+          << ") is not in docs/mixers.md";
+  }
 }
