@@ -138,7 +138,7 @@ optim: {lr: 1e-2, warmup_steps: 10}
   EXPECT_GT(std::stod(field(m.eval[0], "accuracy")), 0.3) << m.eval[0];
 
   // eval and inspect on the finished run.
-  const CmdResult e = run("eval " + p("run") + " --output " + p("eval.json"));
+  const CmdResult e = run("eval " + p("run") + " --device cpu --output " + p("eval.json"));
   ASSERT_EQ(e.code, 0) << e.out;
   EXPECT_NE(e.out.find("accuracy"), std::string::npos) << e.out;
   EXPECT_EQ(field(read(p("eval.json")), "accuracy"), field(m.eval[0], "accuracy"));
@@ -188,7 +188,7 @@ TEST_F(TrainerE2E, InterruptedAndResumedEqualsUninterrupted) {
   EXPECT_EQ(seqmix::list_checkpoints(p("full")).size(), 2u);
 
   // Perplexity evaluation of the token run.
-  const CmdResult e = run("eval " + p("full") + " --split val");
+  const CmdResult e = run("eval " + p("full") + " --device cpu --split val");
   ASSERT_EQ(e.code, 0) << e.out;
   EXPECT_NE(e.out.find("ppl"), std::string::npos) << e.out;
   EXPECT_NE(e.out.find("bpb"), std::string::npos) << e.out;
@@ -222,7 +222,7 @@ TEST_F(TrainerE2E, ErrorsHaveTheDocumentedCodes) {
   ASSERT_FALSE(ck.empty());
   fs::resize_file(ck, fs::file_size(ck) / 2);
   EXPECT_EQ(run("inspect " + ck).code, 3);
-  EXPECT_EQ(run("eval " + ck).code, 3);
+  EXPECT_EQ(run("eval " + ck + " --device cpu").code, 3);
   r = run("train " + cfg + " --quiet --run-dir " + p("run") + " --resume --set train.steps=8");
   EXPECT_NE(r.code, 0) << r.out;
 }

@@ -151,11 +151,11 @@ void add_bench_command(CLI::App& app) {
   auto as = std::make_shared<AttnShape>();
   CLI::App* c_at = kernel->add_subcommand(
       "attention", "FlashAttention-style softmax attention (q, k, v: [B, T, H, D])");
-  c_at->add_option("--b", as->b, "batch B")->capture_default_str();
-  c_at->add_option("--t", as->t, "sequence length T")->capture_default_str();
-  c_at->add_option("--h", as->h, "query heads H")->capture_default_str();
-  c_at->add_option("--hkv", as->hkv, "key/value heads (0: H)")->capture_default_str();
-  c_at->add_option("--d", as->d, "head dim D")->capture_default_str();
+  c_at->add_option("--batch", as->b, "batch B")->capture_default_str();
+  c_at->add_option("--seq-len", as->t, "sequence length T")->capture_default_str();
+  c_at->add_option("--heads", as->h, "query heads H")->capture_default_str();
+  c_at->add_option("--kv-heads", as->hkv, "key/value heads (0: H)")->capture_default_str();
+  c_at->add_option("--head-dim", as->d, "head dim D")->capture_default_str();
   c_at->add_option("--window", as->window, "sliding window (0: none)")->capture_default_str();
   c_at->add_option("--dtype", as->dtype, "bf16 or f32")->capture_default_str();
   add_common(c_at, *at);
