@@ -476,7 +476,8 @@ int run_train(const TrainOptions& opt) {
     std::string line = fmt::format("eval  step {:>6}", at_step);
     for (const auto& [k, v] : m) {
       kv.emplace_back(k, jnum(v));
-      line += fmt::format(" | {} {:.4f}", k, v);
+      line += v == std::floor(v) && std::fabs(v) >= 1 ? fmt::format(" | {} {:.0f}", k, v)
+                                                      : fmt::format(" | {} {:.4f}", k, v);
     }
     metrics << json_line(kv) << "\n" << std::flush;
     if (!opt.quiet) logs::info("{}", line);
@@ -578,7 +579,7 @@ int run_train(const TrainOptions& opt) {
 
   if (step == cfg.train.steps && !stopped_nan && exit_code == 0) {
     const auto m = run_eval_at(step);
-    if (!opt.quiet) {
+    {  // the final result is printed even with --quiet
       if (m.count("accuracy"))
         fmt::print("final MQAR accuracy: {:.4f} ({} queries)\n", m.at("accuracy"),
                    int64_t(m.at("queries")));

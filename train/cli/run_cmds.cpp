@@ -27,7 +27,7 @@ void add_train_command(CLI::App& app) {
   c->add_option("--stop-at-step", opt->stop_at_step,
                 "Stop after this step as if interrupted (no extra checkpoint); for time-boxed "
                 "jobs and resume tests");
-  c->add_flag("--quiet", opt->quiet, "No progress lines (metrics.jsonl is still written)");
+  c->add_flag("--quiet", opt->quiet, "No progress lines (metrics.jsonl and the final result are still written)");
   c->add_flag("--config-reference", *reference,
               "Print the Markdown reference of every config key and exit");
   c->callback([opt, reference] {
