@@ -476,7 +476,7 @@ int run_train(const TrainOptions& opt) {
     std::string line = fmt::format("eval  step {:>6}", at_step);
     for (const auto& [k, v] : m) {
       kv.emplace_back(k, jnum(v));
-      line += v == std::floor(v) && std::fabs(v) >= 1 ? fmt::format(" | {} {:.0f}", k, v)
+      line += v == std::floor(v) && std::fabs(v) >= 2 ? fmt::format(" | {} {:.0f}", k, v)
                                                       : fmt::format(" | {} {:.4f}", k, v);
     }
     metrics << json_line(kv) << "\n" << std::flush;
