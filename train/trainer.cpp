@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -25,6 +26,7 @@
 #include "core/cuda/runtime.h"
 #include "core/logging.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/random.h"
 #include "core/ops/reduce.h"
 #include "data/loader.h"
 #include "data/mqar.h"
@@ -308,6 +310,59 @@ std::string git_revision() {
 #endif
 }
 
+// The parameters' fixed f32 gradient buffers, the clipper and AdamW, and one optimizer step:
+// `accum` micro-batches of forward + backward (gradients accumulate in place), then the
+// device-side clipping and the fused AdamW update (skipped on the device when a gradient is
+// non-finite). No host synchronisation. Shared by training and `seqmix bench train`.
+struct Stepper {
+  nn::LanguageModel& model;
+  Device dev;
+  std::vector<Tensor> grads;
+  AdamW adamw;
+  GradClipper clipper;
+
+  Stepper(nn::LanguageModel& m, const config::RunConfig& cfg, Device d)
+      : model(m),
+        dev(d),
+        adamw(make_refs(m, d, grads), adamw_config(cfg)),
+        clipper(grads, cfg.train.grad_clip) {}
+
+  static std::vector<ParamRef> make_refs(nn::LanguageModel& m, Device d,
+                                         std::vector<Tensor>& grads) {
+    std::vector<ParamRef> refs;
+    for (const auto& [name, p] : m.named_parameters()) {
+      p.set_grad(Tensor::zeros(p.shape(), DType::F32, d));
+      refs.push_back(ParamRef{p.data(), p.grad(), m.decays(name), name});
+      grads.push_back(p.grad());
+    }
+    return refs;
+  }
+  static AdamWConfig adamw_config(const config::RunConfig& cfg) {
+    AdamWConfig a;
+    a.lr = cfg.optim.lr;
+    a.beta1 = cfg.optim.beta1;
+    a.beta2 = cfg.optim.beta2;
+    a.eps = cfg.optim.eps;
+    a.weight_decay = cfg.optim.weight_decay;
+    return a;
+  }
+
+  template <class NextBatch>
+  void step(NextBatch&& next, int64_t accum, double lr, const nn::ForwardContext& ctx,
+            const Tensor& loss_sum) {
+    for (int64_t micro = 0; micro < accum; ++micro) {
+      data::Batch b = next();
+      Variable loss = model.loss(b.inputs.to(dev), b.targets.to(dev), ctx);
+      ops::add_(loss_sum, loss.data());
+      if (accum > 1) loss = seqmix::mul(loss, 1.0 / double(accum));
+      loss.backward();
+    }
+    clipper.compute();
+    adamw.step(lr, clipper);
+    for (const Tensor& g : grads) g.zero_();
+  }
+};
+
 }  // namespace
 
 Device resolve_device(const std::string& name) {
@@ -369,22 +424,9 @@ int run_train(const TrainOptions& opt) {
   model.train(true);
 
   // Parameters, their fixed gradient buffers, optimizer, clipper, schedule.
-  const auto named = model.named_parameters();
-  std::vector<ParamRef> refs;
-  std::vector<Tensor> grads;
-  for (const auto& [name, p] : named) {
-    p.set_grad(Tensor::zeros(p.shape(), DType::F32, dev));
-    refs.push_back(ParamRef{p.data(), p.grad(), model.decays(name), name});
-    grads.push_back(p.grad());
-  }
-  AdamWConfig acfg;
-  acfg.lr = cfg.optim.lr;
-  acfg.beta1 = cfg.optim.beta1;
-  acfg.beta2 = cfg.optim.beta2;
-  acfg.eps = cfg.optim.eps;
-  acfg.weight_decay = cfg.optim.weight_decay;
-  AdamW adamw(refs, acfg);
-  GradClipper clipper(grads, cfg.train.grad_clip);
+  Stepper stepper(model, cfg, dev);
+  AdamW& adamw = stepper.adamw;
+  GradClipper& clipper = stepper.clipper;
   ScheduleConfig scfg;
   scfg.kind = cfg.optim.schedule;
   scfg.warmup_steps = cfg.optim.warmup_steps;
@@ -496,16 +538,7 @@ int run_train(const TrainOptions& opt) {
   int exit_code = 0;
   while (step < cfg.train.steps) {
     const double lr = schedule.lr(step);
-    for (int64_t micro = 0; micro < accum; ++micro) {
-      data::Batch b = data.train->next();
-      Variable loss = model.loss(b.inputs.to(dev), b.targets.to(dev), ctx);
-      ops::add_(loss_sum, loss.data());
-      if (accum > 1) loss = seqmix::mul(loss, 1.0 / double(accum));
-      loss.backward();
-    }
-    clipper.compute();
-    adamw.step(lr, clipper);
-    for (const Tensor& g : grads) g.zero_();
+    stepper.step([&] { return data.train->next(); }, accum, lr, ctx, loss_sum);
     ++step;
     ++interval_steps;
     tokens_seen += tokens_per_step;
@@ -589,6 +622,89 @@ int run_train(const TrainOptions& opt) {
     }
   }
   return exit_code;
+}
+
+// --------------------------------------------------------------------------- bench train
+int run_bench_train(const BenchTrainOptions& opt) {
+  const auto t0 = Clock::now();
+  config::RunConfig cfg = config::load_config(opt.config_path, opt.overrides);
+  SEQMIX_CHECK_KIND(Usage, opt.steps > 0 && opt.warmup >= 1,
+                    "bench train: --steps must be > 0 and --warmup >= 1");
+  const Device dev = resolve_device(opt.device == "auto" ? cfg.train.device : opt.device);
+  const DType compute = dev.is_cuda() && cfg.train.precision == "bf16" ? DType::BF16 : DType::F32;
+  const int64_t vocab = cfg.model.vocab_size > 0
+                            ? cfg.model.vocab_size
+                            : (cfg.data.source == "mqar" ? cfg.data.mqar.vocab_size : 256);
+  nn::LanguageModel model(lm_config(cfg, vocab));
+  model.to(dev);
+  model.train(true);
+  Stepper stepper(model, cfg, dev);
+  Generator dropout_gen(stream_seed(cfg.run.seed, kDropout));
+  const nn::ForwardContext ctx{compute, true, &dropout_gen};
+  const int64_t B = cfg.data.batch_size, T = cfg.data.seq_len, accum = cfg.train.grad_accum;
+
+  // A few batches of uniform random tokens (targets: the next token), drawn once on the CPU.
+  std::vector<data::Batch> batches;
+  Generator gen(stream_seed(cfg.run.seed, kData));
+  for (int i = 0; i < 4; ++i) {
+    Tensor u = Tensor::empty({B, T + 1}, DType::F64);
+    ops::uniform_(u, 0.0, double(vocab), gen);
+    std::vector<int64_t> tok;
+    for (double x : u.to_vector<double>()) tok.push_back(std::min<int64_t>(int64_t(x), vocab - 1));
+    Tensor all = Tensor::from_vector(tok, {B, T + 1}, DType::I64);
+    batches.push_back(
+        {all.narrow(1, 0, T).contiguous().to(dev), all.narrow(1, 1, T).contiguous().to(dev)});
+  }
+  size_t next_batch = 0;
+  auto next = [&] { return batches[next_batch++ % batches.size()]; };
+  Tensor loss_sum = Tensor::zeros({}, DType::F32, dev);
+  auto sync = [&] {
+    if (dev.is_cuda())
+      cuda::synchronize(dev.index);
+    else
+      (void)loss_sum.item();
+  };
+
+  std::vector<double> ms;
+  double first_step_s = 0;
+  for (int64_t i = 0; i < opt.warmup + opt.steps; ++i) {
+    const auto a = Clock::now();
+    stepper.step(next, accum, cfg.optim.lr, ctx, loss_sum);
+    sync();
+    const auto b = Clock::now();
+    if (i == 0) first_step_s = std::chrono::duration<double>(b - t0).count();
+    if (i >= opt.warmup) ms.push_back(std::chrono::duration<double, std::milli>(b - a).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  const double med = ms[ms.size() / 2];
+  const double tok_s = double(B * T * accum) / (med / 1e3);
+  const int64_t n_params = model.num_parameters();
+  double attn_flops = 0;
+  for (const auto& l : config::layer_mixers(cfg))
+    if (cfg.model.mixers.at(l).type == "attention")
+      attn_flops += 6.0 * double(T) * double(cfg.model.d_model);
+  const double peak = peak_tflops(cfg, dev);
+  const double mfu = peak > 0 ? tok_s * (6.0 * double(n_params) + attn_flops) / (peak * 1e12) : 0;
+  const std::string name = dev.is_cuda() ? cuda::props(dev.index).name : "cpu";
+  if (opt.json) {
+    fmt::print(
+        "{{\"bench\": \"train\", \"config\": {}, \"device\": {}, \"params\": {}, "
+        "\"batch\": {}, \"seq_len\": {}, \"median_ms\": {:.3f}, \"min_ms\": {:.3f}, "
+        "\"max_ms\": {:.3f}, \"tokens_per_s\": {:.1f}, \"mfu\": {:.4f}, "
+        "\"first_step_s\": {:.3f}}}\n",
+        jstr(opt.config_path), jstr(name), n_params, B * accum, T, med, ms.front(), ms.back(),
+        tok_s, mfu, first_step_s);
+  } else {
+    fmt::print("bench train {}: {:.2f}M parameters, {} x {} tokens per step, {}\n", opt.config_path,
+               double(n_params) / 1e6, B * accum, T, dtype_name(compute));
+    fmt::print(
+        "step median {:.2f} ms (min {:.2f}, max {:.2f}, {} timed after {} warm-up) | "
+        "{:.1f}k tokens/s | MFU {} | first step done {:.2f} s after start\n",
+        med, ms.front(), ms.back(), ms.size(), opt.warmup, tok_s / 1e3,
+        peak > 0 ? fmt::format("{:.1f}%", 100 * mfu) : std::string("-"), first_step_s);
+    fmt::print("device: {}\n", name);
+  }
+  return 0;
 }
 
 // --------------------------------------------------------------------------- eval / inspect

@@ -44,6 +44,19 @@ struct EvalResult {
 };
 
 int run_eval(const EvalOptions& opt);
+
+// `seqmix bench train`: optimizer steps of a config's model on random tokens (vocabulary and
+// B x T from the config), timed per step with a device sync; reports the median step time,
+// tokens/s, MFU and when the first step finished (seconds since the command started).
+struct BenchTrainOptions {
+  std::string config_path;
+  std::vector<std::string> overrides;
+  int64_t steps = 20;  // timed steps
+  int64_t warmup = 3;  // untimed steps first (the first one is reported separately)
+  std::string device = "auto";
+  bool json = false;
+};
+int run_bench_train(const BenchTrainOptions& opt);
 int run_inspect(const std::string& checkpoint_or_run_dir);
 
 // Resolves the device of train.device ("auto": CUDA when available).

@@ -53,6 +53,17 @@ TEST(Cli, BenchRunsOnCpu) {
   const CmdResult c = run("bench op copy --device cpu --mib 4 --iters 3 --warmup 1");
   EXPECT_EQ(c.code, 0) << c.out;
   EXPECT_NE(c.out.find("GB/s"), std::string::npos) << c.out;
+  const CmdResult k = run(
+      "bench kernel attention --device cpu --dtype f32 --batch 1 --seq-len 64 --heads 2 "
+      "--head-dim 16 --iters 2 --warmup 1 --json");
+  EXPECT_EQ(k.code, 0) << k.out;
+  EXPECT_NE(k.out.find("fwd+bwd"), std::string::npos) << k.out;
+  const CmdResult t = run(
+      "bench train configs/quickstart.yaml --device cpu --steps 2 --warmup 1 --json "
+      "--set model.d_model=32");
+  EXPECT_EQ(t.code, 0) << t.out;
+  EXPECT_NE(t.out.find("\"tokens_per_s\""), std::string::npos) << t.out;
+  EXPECT_EQ(run("bench train /nonexistent.yaml").code, 2);
 }
 
 TEST(Cli, TrainEvalInspectErrorsHaveTheDocumentedCodes) {

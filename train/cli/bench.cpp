@@ -1,7 +1,7 @@
 // `seqmix bench op matmul|copy`: the two ceilings of a device (matrix throughput through
 // cuBLASLt, memory bandwidth through seqmix's copy kernel), reported as the median of repeated
 // runs; `seqmix bench kernel <name>`: a fused kernel's forward and forward+backward times.
-// `bench train` arrives with the mixer issue.
+// `seqmix bench train CONFIG`: optimizer steps of a config's model on random tokens.
 #include "train/cli/bench.h"
 
 #include <fmt/format.h>
@@ -14,6 +14,7 @@
 #include "core/tensor.h"
 #include "kernels/attention/attention.h"
 #include "train/cli/timing.h"
+#include "train/trainer.h"
 
 namespace seqmix::cli {
 
@@ -205,15 +206,20 @@ void add_bench_command(CLI::App& app) {
     report(*at, what + " fwd+bwd", dev, tb, "TFLOP/s", 3.5 * fwd_flops / 1e9);
   });
 
-  // ---- not yet built ----
-  for (const auto& [name, desc, issue] :
-       {std::tuple{"train", "Time training steps of a config on random tokens", "F3"}}) {
-    CLI::App* c = bench->add_subcommand(name, std::string(desc) + " (not built yet)");
-    c->allow_extras();
-    c->callback([name = std::string(name), issue = std::string(issue)] {
-      SEQMIX_THROW(Usage, "seqmix bench {}: not built yet (arrives with issue {})", name, issue);
-    });
-  }
+  // ---- training steps ----
+  auto bt = std::make_shared<train::BenchTrainOptions>();
+  CLI::App* c_bt = bench->add_subcommand(
+      "train", "Time optimizer steps of a config's model on random tokens (B x T from the config)");
+  c_bt->add_option("config", bt->config_path, "Run config (YAML)")->required();
+  c_bt->add_option("--set", bt->overrides, "Override a config key (repeatable)")
+      ->type_name("KEY=VALUE");
+  c_bt->add_option("--steps", bt->steps, "timed steps; the median is reported")
+      ->capture_default_str();
+  c_bt->add_option("--warmup", bt->warmup, "untimed steps first")->capture_default_str();
+  c_bt->add_option("--device", bt->device, "auto (the config's train.device), cpu or cuda")
+      ->capture_default_str();
+  c_bt->add_flag("--json", bt->json, "print one JSON object instead of text");
+  c_bt->callback([bt] { train::run_bench_train(*bt); });
 }
 
 }  // namespace seqmix::cli
