@@ -284,6 +284,16 @@ void truncate_metrics(const std::string& path, int64_t step) {
   write_file_atomic(path, kept);
 }
 
+// Training FLOPs per token: 6 N for the matrices plus, per attention layer, the score and value
+// products (6 * 2 * T * d per token, halved by the causal mask).
+double train_flops_per_token(const config::RunConfig& c, int64_t n_params) {
+  double f = 6.0 * double(n_params);
+  for (const auto& l : config::layer_mixers(c))
+    if (c.model.mixers.at(l).type == "attention")
+      f += 6.0 * double(c.data.seq_len) * double(c.model.d_model);
+  return f;
+}
+
 double peak_tflops(const config::RunConfig& c, Device dev) {
   if (c.train.peak_tflops > 0) return c.train.peak_tflops;
   if (!dev.is_cuda()) return 0;
@@ -474,13 +484,7 @@ int run_train(const TrainOptions& opt) {
   const int64_t n_params = model.num_parameters();
   const int64_t B = cfg.data.batch_size, T = cfg.data.seq_len, accum = cfg.train.grad_accum;
   const int64_t tokens_per_step = B * T * accum;
-  // Training FLOPs per token: 6 N for the matrices plus the attention score/value products
-  // (6 * 2 * T * d_attn per attention layer, halved for causal masking).
-  double attn_flops = 0;
-  for (const auto& l : config::layer_mixers(cfg))
-    if (cfg.model.mixers.at(l).type == "attention")
-      attn_flops += 6.0 * double(T) * double(cfg.model.d_model);
-  const double flops_per_token = 6.0 * double(n_params) + attn_flops;
+  const double flops_per_token = train_flops_per_token(cfg, n_params);
   const double peak = peak_tflops(cfg, dev);
 
   std::ofstream metrics(metrics_path, std::ios::app);
@@ -679,12 +683,8 @@ int run_bench_train(const BenchTrainOptions& opt) {
   const double med = ms[ms.size() / 2];
   const double tok_s = double(B * T * accum) / (med / 1e3);
   const int64_t n_params = model.num_parameters();
-  double attn_flops = 0;
-  for (const auto& l : config::layer_mixers(cfg))
-    if (cfg.model.mixers.at(l).type == "attention")
-      attn_flops += 6.0 * double(T) * double(cfg.model.d_model);
   const double peak = peak_tflops(cfg, dev);
-  const double mfu = peak > 0 ? tok_s * (6.0 * double(n_params) + attn_flops) / (peak * 1e12) : 0;
+  const double mfu = peak > 0 ? tok_s * train_flops_per_token(cfg, n_params) / (peak * 1e12) : 0;
   const std::string name = dev.is_cuda() ? cuda::props(dev.index).name : "cpu";
   if (opt.json) {
     fmt::print(
