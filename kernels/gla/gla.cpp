@@ -1,0 +1,342 @@
+// Gated linear attention family: validation (shapes per gate mode, dtypes, devices, contiguity,
+// cu_seqlens checked on the host; errors name the operand), algorithm choice and device dispatch,
+// and the autograd node of gla(...) (saves q, k, v, g, h0; the backward recomputes the states).
+//   S_t = exp(g_t) ⊙ S_{t-1} + k_tᵀ v_t,  o_t = scale · q_t S_t    (see gla.h and README.md)
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "autograd/function.h"
+#include "core/check.h"
+#include "core/ops/common.h"
+#include "kernels/gla/gla.h"
+
+namespace seqmix {
+
+namespace {
+constexpr const char* kOp = "gla";
+// Auto picks the chunked CUDA kernels when the (mean) sequence length is at least this.
+constexpr int64_t kChunkedMinLen = 64;
+
+DType state_dtype(DType x) {
+  return x == DType::F64 ? DType::F64 : DType::F32;
+}
+
+bool gated(GlaGate g) {
+  return g == GlaGate::HeadScalar || g == GlaGate::KeyVector;
+}
+
+// Optional tensors (outputs, gradients, h0, ...) must match `shape`/`dtype`, be contiguous and
+// live on `dev`.
+void check_like(const char* name, const Tensor& t, const Shape& shape, DType dtype, Device dev) {
+  if (!t.defined()) return;
+  ops::check_shape(kOp, name, t, shape);
+  ops::check_dtype(kOp, name, t, dtype);
+  SEQMIX_CHECK(t.is_contiguous(), "{}: '{}' must be contiguous", kOp, name);
+  SEQMIX_CHECK(t.device() == dev, "{}: '{}' is on {} but q is on {}", kOp, name, t.device().str(),
+               dev.str());
+}
+
+struct Dims {
+  Device dev;
+  int64_t b = 0, t = 0, h = 0, k = 0, v = 0, n = 0;
+  Shape g_shape;  // expected shape of g (empty for None)
+  Shape state() const { return {n, h, k, v}; }
+};
+
+// Everything about the inputs shared by forward and backward. Reads cu_seqlens on the host.
+Dims validate_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                     const Tensor& h0, const Tensor& cu, GlaGate gate, double scale) {
+  SEQMIX_CHECK(q.defined() && k.defined() && v.defined(), "{}: q, k and v are required", kOp);
+  Dims d;
+  d.dev = ops::common_device(kOp, {{"q", &q}, {"k", &k}, {"v", &v}});
+  SEQMIX_CHECK(q.dim() == 4, "{}: 'q' must be 4-d [B, T, H, K], got {}", kOp, q.shape_str());
+  SEQMIX_CHECK(v.dim() == 4, "{}: 'v' must be 4-d [B, T, H, V], got {}", kOp, v.shape_str());
+  const DType dt = q.dtype();
+  SEQMIX_CHECK(dt == DType::BF16 || dt == DType::F32 || dt == DType::F64,
+               "{}: 'q' must be bf16, f32 or f64, got {}", kOp, dtype_name(dt));
+  ops::check_dtype(kOp, "k", k, dt);
+  ops::check_dtype(kOp, "v", v, dt);
+  for (const auto& [name, x] : {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"v", &v}})
+    SEQMIX_CHECK(x->is_contiguous(), "{}: '{}' must be contiguous", kOp, name);
+  d.b = q.size(0);
+  d.t = q.size(1);
+  d.h = q.size(2);
+  d.k = q.size(3);
+  d.v = v.size(3);
+  SEQMIX_CHECK(d.h > 0 && d.k > 0, "{}: 'q' needs at least one head and K > 0, got {}", kOp,
+               q.shape_str());
+  ops::check_shape(kOp, "k", k, q.shape());
+  SEQMIX_CHECK(v.size(0) == d.b && v.size(1) == d.t && v.size(2) == d.h && d.v > 0,
+               "{}: 'v' must be [B={}, T={}, H={}, V>0] like q {}, got {}", kOp, d.b, d.t, d.h,
+               q.shape_str(), v.shape_str());
+  SEQMIX_CHECK(std::isfinite(scale) && scale >= 0,
+               "{}: scale must be finite and >= 0 (0 = 1/sqrt(K)), got {}", kOp, scale);
+  // Packed sequences.
+  d.n = d.b;
+  if (cu.defined()) {
+    SEQMIX_CHECK(cu.dim() == 1 && cu.size(0) >= 2,
+                 "{}: 'cu_seqlens' must be 1-d [N + 1] with N >= 1, got {}", kOp, cu.shape_str());
+    ops::check_dtype(kOp, "cu_seqlens", cu, DType::I64);
+    SEQMIX_CHECK(cu.is_contiguous(), "{}: 'cu_seqlens' must be contiguous", kOp);
+    SEQMIX_CHECK(cu.device() == d.dev, "{}: 'cu_seqlens' is on {} but q is on {}", kOp,
+                 cu.device().str(), d.dev.str());
+    SEQMIX_CHECK(d.b == 1, "{}: packed sequences ('cu_seqlens') need B = 1, got q {}", kOp,
+                 q.shape_str());
+    const std::vector<int64_t> c = cu.to_vector<int64_t>();
+    SEQMIX_CHECK(c.front() == 0, "{}: 'cu_seqlens' must start at 0, got {}", kOp, c.front());
+    for (size_t i = 1; i < c.size(); ++i)
+      SEQMIX_CHECK(c[i] >= c[i - 1], "{}: 'cu_seqlens' must be non-decreasing, got {} then {}", kOp,
+                   c[i - 1], c[i]);
+    SEQMIX_CHECK(c.back() == d.t, "{}: 'cu_seqlens' must end at T = {}, got {}", kOp, d.t,
+                 c.back());
+    d.n = int64_t(c.size()) - 1;
+  }
+  // Gates.
+  const DType sd = state_dtype(dt);
+  switch (gate) {
+    case GlaGate::None:
+      SEQMIX_CHECK(!g.defined(), "{}: 'g' must be undefined for gate None, got {}", kOp,
+                   describe(g));
+      break;
+    case GlaGate::HeadConst:
+      d.g_shape = {d.h};
+      break;
+    case GlaGate::HeadScalar:
+      d.g_shape = {d.b, d.t, d.h};
+      break;
+    case GlaGate::KeyVector:
+      d.g_shape = {d.b, d.t, d.h, d.k};
+      break;
+  }
+  if (gate != GlaGate::None) {
+    SEQMIX_CHECK(g.defined(), "{}: the log-gate 'g' is required for gate {}", kOp,
+                 gla_gate_name(gate));
+    check_like("g", g, d.g_shape, sd, d.dev);
+  }
+  check_like("h0", h0, d.state(), sd, d.dev);
+  return d;
+}
+
+GlaFwdArgs as_fwd(const GlaBwdArgs& a) {
+  GlaFwdArgs f;
+  f.q = a.q;
+  f.k = a.k;
+  f.v = a.v;
+  f.g = a.g;
+  f.h0 = a.h0;
+  f.cu_seqlens = a.cu_seqlens;
+  f.o = a.dout;
+  f.gate = a.gate;
+  f.scale = a.scale;
+  f.algo = a.algo;
+  return f;
+}
+
+// The CUDA algorithm for this request (raises Unsupported with the reason when none fits).
+GlaAlgo choose_cuda_algo(const GlaFwdArgs& a, const Dims& d) {
+  const Support s = gla_supports(a);
+  SEQMIX_CHECK_KIND(Unsupported, s.ok, "{}: {}", kOp, s.why);
+  if (a.algo != GlaAlgo::Auto) return a.algo;
+#if SEQMIX_WITH_CUDA
+  const bool long_seqs = d.n > 0 && d.t / d.n >= kChunkedMinLen;
+  if (gla_chunk_supports(a) && (long_seqs || !gla_recurrent_supports(a))) return GlaAlgo::Chunked;
+#else
+  (void)d;
+#endif
+  return GlaAlgo::Recurrent;
+}
+
+void dispatch_fwd(const GlaFwdArgs& a, const Dims& d) {
+  if (d.dev.is_cpu()) {
+    const Support s = gla_supports(a);
+    SEQMIX_CHECK_KIND(Unsupported, s.ok, "{}: {}", kOp, s.why);
+    if (a.o.numel() > 0 || a.ht.defined()) gla_fwd_ref(a);
+  } else {
+    const GlaAlgo algo = choose_cuda_algo(a, d);
+#if SEQMIX_WITH_CUDA
+    cuda::DeviceGuard guard(d.dev.index);
+    if (algo == GlaAlgo::Chunked)
+      gla_chunk_fwd_cuda(a);
+    else
+      gla_recurrent_fwd_cuda(a);
+#else
+    (void)algo;
+#endif
+  }
+  a.o.bump_version();
+  if (a.ht.defined()) a.ht.bump_version();
+}
+
+void dispatch_bwd(const GlaBwdArgs& a, const Dims& d) {
+  const GlaFwdArgs f = as_fwd(a);
+  if (d.dev.is_cpu()) {
+    const Support s = gla_supports(f);
+    SEQMIX_CHECK_KIND(Unsupported, s.ok, "{}: {}", kOp, s.why);
+    gla_bwd_ref(a);
+  } else {
+    const GlaAlgo algo = choose_cuda_algo(f, d);
+#if SEQMIX_WITH_CUDA
+    cuda::DeviceGuard guard(d.dev.index);
+    if (algo == GlaAlgo::Chunked)
+      gla_chunk_bwd_cuda(a);
+    else
+      gla_recurrent_bwd_cuda(a);
+#else
+    (void)algo;
+#endif
+  }
+  for (const Tensor* x : {&a.dq, &a.dk, &a.dv, &a.dg, &a.dh0})
+    if (x->defined()) x->bump_version();
+}
+
+}  // namespace
+
+const char* gla_gate_name(GlaGate g) {
+  switch (g) {
+    case GlaGate::None:
+      return "none";
+    case GlaGate::HeadConst:
+      return "head_const";
+    case GlaGate::HeadScalar:
+      return "head_scalar";
+    case GlaGate::KeyVector:
+      return "key_vector";
+  }
+  return "?";
+}
+
+double gla_scale(double scale, int64_t k) {
+  return scale != 0 ? scale : 1.0 / std::sqrt(double(k));
+}
+
+Support gla_supports(const GlaFwdArgs& a) {
+  const DType t = a.q.dtype();
+  if (t != DType::BF16 && t != DType::F32 && t != DType::F64)
+    return Support::no(std::string("q must be bf16, f32 or f64, got ") + dtype_name(t));
+  if (!a.q.device().is_cuda()) return Support::yes();  // the reference takes every request
+#if !SEQMIX_WITH_CUDA
+  return Support::no("seqmix was built without CUDA");
+#else
+  switch (a.algo) {
+    case GlaAlgo::Chunked:
+      return gla_chunk_supports(a);
+    case GlaAlgo::Recurrent:
+      return gla_recurrent_supports(a);
+    case GlaAlgo::Auto:
+      break;
+  }
+  const Support c = gla_chunk_supports(a);
+  if (c.ok) return c;
+  const Support r = gla_recurrent_supports(a);
+  if (r.ok) return r;
+  return Support::no("chunked: " + c.why + "; recurrent: " + r.why);
+#endif
+}
+
+#if !SEQMIX_WITH_CUDA
+// CPU-only build: the CUDA implementations exist as refusals, so code (and tests) naming them
+// link everywhere.
+Support gla_recurrent_supports(const GlaFwdArgs&) {
+  return Support::no("seqmix was built without CUDA");
+}
+Support gla_chunk_supports(const GlaFwdArgs&) {
+  return Support::no("seqmix was built without CUDA");
+}
+void gla_recurrent_fwd_cuda(const GlaFwdArgs&) {
+  SEQMIX_THROW(Unsupported, "{}: seqmix was built without CUDA", kOp);
+}
+void gla_recurrent_bwd_cuda(const GlaBwdArgs&) {
+  SEQMIX_THROW(Unsupported, "{}: seqmix was built without CUDA", kOp);
+}
+void gla_chunk_fwd_cuda(const GlaFwdArgs&) {
+  SEQMIX_THROW(Unsupported, "{}: seqmix was built without CUDA", kOp);
+}
+void gla_chunk_bwd_cuda(const GlaBwdArgs&) {
+  SEQMIX_THROW(Unsupported, "{}: seqmix was built without CUDA", kOp);
+}
+#endif
+
+void gla_fwd(const GlaFwdArgs& a) {
+  const Dims d = validate_inputs(a.q, a.k, a.v, a.g, a.h0, a.cu_seqlens, a.gate, a.scale);
+  SEQMIX_CHECK(a.o.defined(), "{}: the output 'o' is required", kOp);
+  check_like("o", a.o, a.v.shape(), a.q.dtype(), d.dev);
+  check_like("ht", a.ht, d.state(), state_dtype(a.q.dtype()), d.dev);
+  dispatch_fwd(a, d);
+}
+
+void gla_bwd(const GlaBwdArgs& a) {
+  const Dims d = validate_inputs(a.q, a.k, a.v, a.g, a.h0, a.cu_seqlens, a.gate, a.scale);
+  const DType dt = a.q.dtype(), sd = state_dtype(dt);
+  SEQMIX_CHECK(a.dout.defined(), "{}_bwd: the output gradient 'dout' is required", kOp);
+  check_like("dout", a.dout, a.v.shape(), dt, d.dev);
+  check_like("dht", a.dht, d.state(), sd, d.dev);
+  check_like("dq", a.dq, a.q.shape(), dt, d.dev);
+  check_like("dk", a.dk, a.q.shape(), dt, d.dev);
+  check_like("dv", a.dv, a.v.shape(), dt, d.dev);
+  if (a.dg.defined()) {
+    SEQMIX_CHECK(gated(a.gate), "{}_bwd: 'dg' must be undefined for gate {} (no learnable gate)",
+                 kOp, gla_gate_name(a.gate));
+    check_like("dg", a.dg, d.g_shape, sd, d.dev);
+  }
+  check_like("dh0", a.dh0, d.state(), sd, d.dev);
+  dispatch_bwd(a, d);
+}
+
+std::pair<Variable, Variable> gla(const Variable& q, const Variable& k, const Variable& v,
+                                  const Variable& g, const Variable& h0, const Tensor& cu_seqlens,
+                                  const GlaOptions& opt, bool want_final_state) {
+  SEQMIX_CHECK(q.defined() && k.defined() && v.defined(), "{}: q, k and v are required", kOp);
+  SEQMIX_CHECK(!(opt.gate == GlaGate::HeadConst && g.defined() && g.requires_grad()),
+               "{}: 'g' of gate head_const holds fixed decays and takes no gradient; pass it "
+               "without requires_grad (or use head_scalar for learnable decays)",
+               kOp);
+  GlaFwdArgs fa;
+  fa.q = q.data().contiguous();
+  fa.k = k.data().contiguous();
+  fa.v = v.data().contiguous();
+  if (g.defined()) fa.g = g.data().contiguous();
+  if (h0.defined()) fa.h0 = h0.data().contiguous();
+  fa.cu_seqlens = cu_seqlens;
+  fa.gate = opt.gate;
+  fa.scale = opt.scale;
+  fa.algo = opt.algo;
+  const Dims d = validate_inputs(fa.q, fa.k, fa.v, fa.g, fa.h0, fa.cu_seqlens, fa.gate, fa.scale);
+  fa.o = fa.v.empty_like();
+  if (want_final_state) fa.ht = Tensor::empty(d.state(), state_dtype(fa.q.dtype()), d.dev);
+  dispatch_fwd(fa, d);
+
+  std::vector<Tensor> outs{fa.o};
+  if (want_final_state) outs.push_back(fa.ht);
+  constexpr const char* kNode = "GlaBackward";
+  std::vector<Variable> res = record_multi(
+      kNode, {&q, &k, &v, &g, &h0}, std::move(outs),
+      [sq = SavedTensor(fa.q, kNode), sk = SavedTensor(fa.k, kNode), sv = SavedTensor(fa.v, kNode),
+       sg = SavedTensor(fa.g, kNode), sh0 = SavedTensor(fa.h0, kNode), cu = fa.cu_seqlens, opt,
+       d](const Node& self, TensorList& gr) -> TensorList {
+        GlaBwdArgs ba;
+        ba.q = sq.get();
+        ba.k = sk.get();
+        ba.v = sv.get();
+        ba.g = sg.get();
+        ba.h0 = sh0.get();
+        ba.cu_seqlens = cu;
+        ba.gate = opt.gate;
+        ba.scale = opt.scale;
+        ba.algo = opt.algo;
+        const DType sd = state_dtype(ba.q.dtype());
+        ba.dout = gr[0].defined() ? gr[0].to(ba.q.dtype()).contiguous() : ba.v.zeros_like();
+        if (gr.size() > 1 && gr[1].defined()) ba.dht = gr[1].to(sd).contiguous();
+        if (self.needs_input_grad(0)) ba.dq = ba.q.empty_like();
+        if (self.needs_input_grad(1)) ba.dk = ba.k.empty_like();
+        if (self.needs_input_grad(2)) ba.dv = ba.v.empty_like();
+        if (self.needs_input_grad(3) && gated(opt.gate)) ba.dg = ba.g.empty_like();
+        if (self.needs_input_grad(4) && ba.h0.defined()) ba.dh0 = ba.h0.empty_like();
+        dispatch_bwd(ba, d);
+        return {ba.dq, ba.dk, ba.dv, ba.dg, ba.dh0};
+      });
+  return {res[0], want_final_state ? res[1] : Variable()};
+}
+
+}  // namespace seqmix

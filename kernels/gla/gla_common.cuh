@@ -1,0 +1,241 @@
+// Device helpers shared by the chunked gated-linear-attention kernels (gla_chunk_fwd.cu,
+// gla_chunk_bwd.cu): launch parameters, sequence / chunk bookkeeping for packed batches,
+// bf16 tensor-core fragments (mma.sync m16n8k16, fp32 accumulate: sm_80 code that runs on sm_90)
+// built from element functors, tile loads into padded shared memory and the chunk-local
+// cumulative log-gate. Include only from .cu files.
+//
+// Fragment layout of mma.m16n8k16 (lane = 4 * gq + tq):
+//   A 16x16 row-major: a0 (row gq, cols 2tq..+1), a1 (row gq+8), a2 (cols +8), a3 (row+8, col+8)
+//   B 16x8:            b0 (k rows 2tq..+1, col gq), b1 (k rows 2tq+8..+9)
+//   C 16x8 fp32:       c0, c1 (row gq, cols 2tq..+1), c2, c3 (row gq+8)
+// The C fragments of two adjacent 16x8 tiles are the A fragment of one 16x16 tile.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/half.h"
+#include "kernels/gla/gla.h"
+
+namespace seqmix::gla_chunk {
+
+constexpr int kBT = 64;        // chunk length
+constexpr int kThreads = 128;  // 4 warps; warp w owns rows [16 w, 16 w + 16) of a chunk
+constexpr int kBV = 64;        // V slice of the state kernels
+
+// Everything the kernels need. Rows are flattened (b * T + t) or packed (cu_seqlens) time steps;
+// token `row` of head h lives at (row * H + h) * K (q, k, dq, dk, dg per key) / (row * H + h) * V.
+struct Params {
+  const bf16* q = nullptr;
+  const bf16* k = nullptr;
+  const bf16* v = nullptr;
+  const float* g = nullptr;   // per GlaGate
+  const float* h0 = nullptr;  // [N, H, K, V] or null
+  bf16* o = nullptr;
+  float* ht = nullptr;  // [N, H, K, V] or null
+  const bf16* dout = nullptr;
+  const float* dht = nullptr;
+  bf16* dq = nullptr;
+  bf16* dk = nullptr;
+  bf16* dv = nullptr;
+  float* dg = nullptr;
+  float* dh0 = nullptr;
+  // Scratch.
+  const int64_t* seq = nullptr;     // [N + 1] row offsets of the sequences
+  const int64_t* chunks = nullptr;  // [N + 1] chunk offsets of the sequences
+  bf16* hs = nullptr;               // [chunks, H, K, V] state at each chunk start
+  bf16* dhs = nullptr;              // [chunks, H, K, V] gradient of the state at each chunk end
+  float* dgk = nullptr;             // [rows, H, K] q dq - k dk_intra (diagonal terms left out)
+  float* dgk2 = nullptr;            // [rows, H, K] k dk_inter
+  float* dgs = nullptr;  // [chunks, H, K] exp(B) Σ_v S_c dH (state term of the chunk's gates)
+  int64_t n = 0, h = 0, kd = 0, vd = 0;
+  int64_t max_chunks = 0;
+  int gate = 0;  // GlaGate as int
+  float scale = 1.f;
+};
+
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                          uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+__device__ __forceinline__ float ld_bf16(const bf16* p) {
+  return __bfloat162float(*reinterpret_cast<const __nv_bfloat16*>(p));
+}
+
+__device__ __forceinline__ uint32_t lds32(const bf16* p) {
+  return *reinterpret_cast<const uint32_t*>(p);
+}
+
+// A fragment of the 16x16 block at (row0, col0) of a row-major bf16 smem tile.
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const bf16* s, int ld, int row0, int col0,
+                                       int gq, int tq) {
+  const bf16* p = s + (row0 + gq) * ld + col0 + 2 * tq;
+  a[0] = lds32(p);
+  a[1] = lds32(p + 8 * ld);
+  a[2] = lds32(p + 8);
+  a[3] = lds32(p + 8 * ld + 8);
+}
+
+// B fragment with k = tile columns col0..+15 and n = tile rows row0..+7 (B = tileᵀ).
+__device__ __forceinline__ void load_bt(uint32_t& b0, uint32_t& b1, const bf16* s, int ld, int row0,
+                                        int col0, int gq, int tq) {
+  const bf16* p = s + (row0 + gq) * ld + col0 + 2 * tq;
+  b0 = lds32(p);
+  b1 = lds32(p + 8);
+}
+
+// B fragments of two adjacent n-blocks (cols col0..+15) with k = tile rows row0..+15 of a
+// row-major tile (B = tile): b[0], b[1] for cols col0.., b[2], b[3] for cols col0+8...
+__device__ __forceinline__ void load_b(uint32_t (&b)[4], const bf16* s, int ld, int row0, int col0,
+                                       int lane) {
+  const int m = lane >> 3;
+  const bf16* p = s + (row0 + (lane & 7) + (m & 1) * 8) * ld + col0 + (m >> 1) * 8;
+  const uint32_t addr = uint32_t(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+               : "r"(addr));
+}
+
+// A fragment whose element (r, c) is f(r, c) (rows row0.., cols col0..).
+template <class F>
+__device__ __forceinline__ void frag_a(uint32_t (&a)[4], const F& f, int row0, int col0, int gq,
+                                       int tq) {
+  const int r = row0 + gq, c = col0 + 2 * tq;
+  a[0] = pack_bf16(f(r, c), f(r, c + 1));
+  a[1] = pack_bf16(f(r + 8, c), f(r + 8, c + 1));
+  a[2] = pack_bf16(f(r, c + 8), f(r, c + 9));
+  a[3] = pack_bf16(f(r + 8, c + 8), f(r + 8, c + 9));
+}
+
+// B fragment whose element (k, n) is f(k, n) (k = k0.., n = n0..).
+template <class F>
+__device__ __forceinline__ void frag_b(uint32_t& b0, uint32_t& b1, const F& f, int k0, int n0,
+                                       int gq, int tq) {
+  const int k = k0 + 2 * tq, n = n0 + gq;
+  b0 = pack_bf16(f(k, n), f(k + 1, n));
+  b1 = pack_bf16(f(k + 8, n), f(k + 9, n));
+}
+
+// A fragment of the 16x16 k-block j from the C fragments of a 16x64 score tile.
+__device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c)[8][4], int j) {
+  a[0] = pack_bf16(c[2 * j][0], c[2 * j][1]);
+  a[1] = pack_bf16(c[2 * j][2], c[2 * j][3]);
+  a[2] = pack_bf16(c[2 * j + 1][0], c[2 * j + 1][1]);
+  a[3] = pack_bf16(c[2 * j + 1][2], c[2 * j + 1][3]);
+}
+
+// x, y -> hi = bf16(x, y) and lo = bf16(x - hi, y - hi): hi + lo carries about 16 mantissa bits,
+// so hi·b + lo·b + a·b_lo emulates a near-fp32 product with three bf16 mma.
+__device__ __forceinline__ void split_bf16(float x, float y, uint32_t& hi, uint32_t& lo) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+  const float2 hf = __bfloat1622float2(h);
+  hi = *reinterpret_cast<const uint32_t*>(&h);
+  lo = pack_bf16(x - hf.x, y - hf.y);
+}
+
+// frag_b split into a high and a low part.
+template <class F>
+__device__ __forceinline__ void frag_b_split(uint32_t& h0, uint32_t& h1, uint32_t& l0, uint32_t& l1,
+                                             const F& f, int k0, int n0, int gq, int tq) {
+  const int k = k0 + 2 * tq, n = n0 + gq;
+  split_bf16(f(k, n), f(k + 1, n), h0, l0);
+  split_bf16(f(k + 8, n), f(k + 9, n), h1, l1);
+}
+
+// c_to_a split into a high and a low part.
+__device__ __forceinline__ void c_to_a_split(uint32_t (&hi)[4], uint32_t (&lo)[4],
+                                             const float (&c)[8][4], int j) {
+  split_bf16(c[2 * j][0], c[2 * j][1], hi[0], lo[0]);
+  split_bf16(c[2 * j][2], c[2 * j][3], hi[1], lo[1]);
+  split_bf16(c[2 * j + 1][0], c[2 * j + 1][1], hi[2], lo[2]);
+  split_bf16(c[2 * j + 1][2], c[2 * j + 1][3], hi[3], lo[3]);
+}
+
+// Copies rows [r0, r0 + 64) of a head slice (row `row` at base + row * stride, W bf16 wide) into
+// smem [64][W + 8]; rows >= r1 are zero-filled. 16-byte accesses (W % 8 == 0, base aligned).
+template <int W>
+__device__ __forceinline__ void load_tile(bf16* s, const bf16* base, int64_t r0, int64_t r1,
+                                          int64_t stride) {
+  constexpr int kC = W / 8;
+  for (int idx = threadIdx.x; idx < kBT * kC; idx += kThreads) {
+    const int r = idx / kC, c = idx % kC;
+    uint4 val = make_uint4(0, 0, 0, 0);
+    if (r0 + r < r1) val = *reinterpret_cast<const uint4*>(base + (r0 + r) * stride + c * 8);
+    *reinterpret_cast<uint4*>(s + r * (W + 8) + c * 8) = val;
+  }
+}
+
+// Copies a [K][V] bf16 state (row stride V) into smem [K][V + 8].
+template <int K, int V>
+__device__ __forceinline__ void load_state(bf16* s, const bf16* src) {
+  constexpr int kC = V / 8;
+  for (int idx = threadIdx.x; idx < K * kC; idx += kThreads) {
+    const int r = idx / kC, c = idx % kC;
+    *reinterpret_cast<uint4*>(s + r * (V + 8) + c * 8) =
+        *reinterpret_cast<const uint4*>(src + int64_t(r) * V + c * 8);
+  }
+}
+
+// Chunk-local inclusive cumulative log-gate of rows [r0, r0 + 64) (rows >= r1 add 0).
+// KV: sb[t * (K + 4) + d] per key dim; otherwise sb[t] (None: 0; HeadConst: g[h] per step).
+template <int K, bool KV>
+__device__ __forceinline__ void load_gate(float* sb, const Params& p, int64_t h, int64_t r0,
+                                          int64_t r1) {
+  if constexpr (KV) {
+    for (int d = threadIdx.x; d < K; d += kThreads) {
+      float acc = 0.f;
+      const float* gp = p.g + h * K + d;
+      for (int t = 0; t < kBT; ++t) {
+        if (r0 + t < r1) acc += gp[(r0 + t) * p.h * K];
+        sb[t * (K + 4) + d] = acc;
+      }
+    }
+  } else {
+    if (threadIdx.x == 0) {
+      float acc = 0.f;
+      for (int t = 0; t < kBT; ++t) {
+        if (r0 + t < r1) {
+          if (p.gate == int(GlaGate::HeadConst))
+            acc += p.g[h];
+          else if (p.gate == int(GlaGate::HeadScalar))
+            acc += p.g[(r0 + t) * p.h + h];
+        }
+        sb[t] = acc;
+      }
+    }
+  }
+}
+
+// Sequence n of chunk slot x (largest n with chunks[n] <= x), or -1 past the last chunk.
+__device__ __forceinline__ int64_t find_seq(const Params& p, int64_t x) {
+  if (x >= p.chunks[p.n]) return -1;
+  int64_t lo = 0, hi = p.n - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (p.chunks[mid] <= x)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
+// Host side (gla_chunk_fwd.cu): fills seq / chunks from cu_seqlens (or B, T) on the stream.
+void build_index(const Tensor& cu_seqlens, int64_t b, int64_t t, int64_t n, int64_t* seq,
+                 int64_t* chunks, cudaStream_t st);
+// State recurrence over the chunks (forward: states at chunk starts + ht; reverse: gradients of
+// the states at chunk ends + dh0).
+void launch_states(const Params& p, bool reverse, cudaStream_t st);
+
+}  // namespace seqmix::gla_chunk

@@ -1,0 +1,342 @@
+// Chunked gated-linear-attention CUDA kernels (gla_chunk_fwd_cuda / gla_chunk_bwd_cuda, bf16
+// tensor cores) against the fp64 CPU reference (gla_fwd_ref / gla_bwd_ref) for o, ht, dq, dk, dv,
+// dg, dh0: every gate mode at T in {1, 63, 64, 65, 1000, 4096}, (K, V) in {64, 128}^2, with an
+// initial state and a final-state gradient; strong per-key-dim decays (log-gates down to -5 and a
+// constant -10 per step); packed batches (cu_seqlens, odd lengths) against the reference and
+// against a per-sequence loop; state passing; bitwise determinism; a long sequence (T = 32768);
+// the refusals of gla_chunk_supports. Fresh random inputs; outputs poisoned by the test main.
+// DISABLED_Timing prints fwd+bwd times at the benchmark shapes (run with
+// --gtest_also_run_disabled_tests).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "core/cuda/runtime.h"
+#include "kernels/gla/gla.h"
+#include "tests/testing/testing.h"
+
+using namespace seqmix;
+
+namespace {
+const Device kGpu = Device::cuda(0);
+constexpr double kTol = 5e-3;
+
+struct Case {
+  GlaGate gate;
+  int64_t b, t, h, k, v;
+  double glo = -0.7, ghi = -0.01;  // range of the random log-gates (HeadScalar / KeyVector)
+  std::string str() const {
+    return std::string(gla_gate_name(gate)) + " B=" + std::to_string(b) +
+           " T=" + std::to_string(t) + " H=" + std::to_string(h) + " K=" + std::to_string(k) +
+           " V=" + std::to_string(v) + " g in [" + std::to_string(glo) + ", " +
+           std::to_string(ghi) + "]";
+  }
+};
+
+// CPU inputs: q, k, v, dout bf16; g, h0, dht f32; cu_seqlens i64 (optional).
+struct Inputs {
+  Tensor q, k, v, g, h0, dout, dht, cu;
+  GlaGate gate = GlaGate::None;
+  int64_t n = 0;
+};
+
+struct Outputs {
+  Tensor o, ht, dq, dk, dv, dg, dh0;  // CPU f64
+};
+
+Tensor gate_tensor(GlaGate gate, int64_t b, int64_t t, int64_t h, int64_t k, double lo, double hi) {
+  switch (gate) {
+    case GlaGate::None:
+      return Tensor();
+    case GlaGate::HeadConst: {
+      std::vector<float> g(static_cast<size_t>(h));
+      for (int64_t i = 0; i < h; ++i) g[size_t(i)] = float(std::log(1.0 - std::exp2(-5.0 - i)));
+      return Tensor::from_vector(g, {h}, DType::F32);
+    }
+    case GlaGate::HeadScalar:
+      return tu::rand_uniform({b, t, h}, DType::F32, lo, hi);
+    case GlaGate::KeyVector:
+      return tu::rand_uniform({b, t, h, k}, DType::F32, lo, hi);
+  }
+  return Tensor();
+}
+
+Inputs make_inputs(const Case& c, const Tensor& cu = Tensor()) {
+  Inputs in;
+  in.gate = c.gate;
+  in.n = cu.defined() ? cu.numel() - 1 : c.b;
+  in.q = tu::randn({c.b, c.t, c.h, c.k}, DType::F32).to(DType::BF16);
+  in.k = tu::randn({c.b, c.t, c.h, c.k}, DType::F32).to(DType::BF16);
+  in.v = tu::randn({c.b, c.t, c.h, c.v}, DType::F32).to(DType::BF16);
+  in.dout = tu::randn({c.b, c.t, c.h, c.v}, DType::F32).to(DType::BF16);
+  in.g = gate_tensor(c.gate, c.b, c.t, c.h, c.k, c.glo, c.ghi);
+  in.h0 = tu::randn({in.n, c.h, c.k, c.v}, DType::F32, Device::cpu(), 0.5);
+  in.dht = tu::randn({in.n, c.h, c.k, c.v}, DType::F32);
+  in.cu = cu;
+  return in;
+}
+
+bool has_dg(GlaGate g) {
+  return g == GlaGate::HeadScalar || g == GlaGate::KeyVector;
+}
+
+Tensor opt_to(const Tensor& t, Device dev, DType dt) {
+  return t.defined() ? t.to(dev, dt) : t;
+}
+Tensor cpu64(const Tensor& t) {
+  return t.defined() ? t.to(Device::cpu(), DType::F64) : t;
+}
+
+// Forward + backward on the GPU (chunked kernels) or the CPU (fp64 reference).
+Outputs run(const Inputs& in, bool gpu, bool with_h0 = true, bool with_dht = true) {
+  const Device dev = gpu ? kGpu : Device::cpu();
+  const DType xt = gpu ? DType::BF16 : DType::F64, st = gpu ? DType::F32 : DType::F64;
+  GlaFwdArgs f;
+  f.q = in.q.to(dev, xt);
+  f.k = in.k.to(dev, xt);
+  f.v = in.v.to(dev, xt);
+  f.g = opt_to(in.g, dev, st);
+  f.h0 = with_h0 ? in.h0.to(dev, st) : Tensor();
+  f.cu_seqlens = opt_to(in.cu, dev, DType::I64);
+  f.o = Tensor::empty(f.v.shape(), xt, dev);
+  f.ht = Tensor::empty(in.h0.shape(), st, dev);
+  f.gate = in.gate;
+  GlaBwdArgs b;
+  b.q = f.q;
+  b.k = f.k;
+  b.v = f.v;
+  b.g = f.g;
+  b.h0 = f.h0;
+  b.cu_seqlens = f.cu_seqlens;
+  b.dout = in.dout.to(dev, xt);
+  b.dht = with_dht ? in.dht.to(dev, st) : Tensor();
+  b.dq = Tensor::empty(f.q.shape(), xt, dev);
+  b.dk = Tensor::empty(f.k.shape(), xt, dev);
+  b.dv = Tensor::empty(f.v.shape(), xt, dev);
+  if (has_dg(in.gate)) b.dg = Tensor::empty(f.g.shape(), st, dev);
+  b.dh0 = Tensor::empty(in.h0.shape(), st, dev);
+  b.gate = in.gate;
+  if (gpu) {
+    const Support s = gla_chunk_supports(f);
+    EXPECT_TRUE(s.ok) << s.why;
+    gla_chunk_fwd_cuda(f);
+    gla_chunk_bwd_cuda(b);
+    cuda::synchronize(0);
+  } else {
+    gla_fwd_ref(f);
+    gla_bwd_ref(b);
+  }
+  Outputs out;
+  out.o = cpu64(f.o);
+  out.ht = cpu64(f.ht);
+  out.dq = cpu64(b.dq);
+  out.dk = cpu64(b.dk);
+  out.dv = cpu64(b.dv);
+  out.dg = cpu64(b.dg);
+  out.dh0 = with_h0 ? cpu64(b.dh0) : Tensor();
+  return out;
+}
+
+void expect_close(const Outputs& got, const Outputs& ref, double tol, const std::string& what) {
+  const std::pair<const char*, std::pair<Tensor, Tensor>> items[] = {
+      {"o", {got.o, ref.o}},      {"ht", {got.ht, ref.ht}}, {"dq", {got.dq, ref.dq}},
+      {"dk", {got.dk, ref.dk}},   {"dv", {got.dv, ref.dv}}, {"dg", {got.dg, ref.dg}},
+      {"dh0", {got.dh0, ref.dh0}}};
+  for (const auto& [name, pair] : items) {
+    ASSERT_EQ(pair.first.defined(), pair.second.defined()) << what << " " << name;
+    if (!pair.first.defined()) continue;
+    EXPECT_TRUE(tu::close(pair.first, pair.second, tol)) << what << " " << name;
+  }
+}
+
+void check_case(const Case& c) {
+  SEQMIX_TRACE_SEED();
+  const Inputs in = make_inputs(c);
+  const Outputs got = run(in, true), ref = run(in, false);
+  expect_close(got, ref, kTol, c.str());
+}
+
+// ---- every gate mode x T x (K, V) ----
+struct Param {
+  GlaGate gate;
+  int64_t t, k, v;
+};
+
+class GlaChunkVsRef : public ::testing::TestWithParam<Param> {};
+
+TEST_P(GlaChunkVsRef, AllOutputsAndGradients) {
+  SEQMIX_REQUIRE_CUDA();
+  const Param& p = GetParam();
+  // Long sequences keep the CPU reference affordable with fewer heads.
+  const int64_t h = p.t >= 4096 ? 2 : (p.k * p.v >= 128 * 128 ? 2 : 3);
+  check_case({p.gate, 2, p.t, h, p.k, p.v});
+}
+
+std::vector<Param> all_params() {
+  std::vector<Param> ps;
+  for (GlaGate g : {GlaGate::None, GlaGate::HeadConst, GlaGate::HeadScalar, GlaGate::KeyVector})
+    for (int64_t t : {1, 63, 64, 65, 1000, 4096})
+      for (auto [k, v] : {std::pair<int64_t, int64_t>{64, 64}, {128, 128}, {64, 128}, {128, 64}}) {
+        if (t == 4096 && k != v) continue;  // the mixed shapes are covered at shorter T
+        ps.push_back({g, t, k, v});
+      }
+  return ps;
+}
+
+INSTANTIATE_TEST_SUITE_P(Gla, GlaChunkVsRef, ::testing::ValuesIn(all_params()),
+                         [](const ::testing::TestParamInfo<Param>& info) {
+                           const Param& p = info.param;
+                           return std::string(gla_gate_name(p.gate)) + "_T" + std::to_string(p.t) +
+                                  "_K" + std::to_string(p.k) + "_V" + std::to_string(p.v);
+                         });
+
+// ---- strong decays ----
+TEST(GlaChunkGpu, StrongKeyVectorDecays) {
+  SEQMIX_REQUIRE_CUDA();
+  check_case({GlaGate::KeyVector, 2, 300, 2, 64, 64, -5.0, 0.0});
+  check_case({GlaGate::KeyVector, 2, 200, 2, 128, 128, -5.0, -4.0});
+  check_case({GlaGate::KeyVector, 1, 130, 2, 64, 128, -10.0, -10.0});  // the documented limit
+}
+
+TEST(GlaChunkGpu, StrongScalarDecays) {
+  SEQMIX_REQUIRE_CUDA();
+  check_case({GlaGate::HeadScalar, 2, 300, 2, 64, 64, -5.0, 0.0});
+  check_case({GlaGate::HeadScalar, 1, 200, 2, 128, 64, -40.0, -20.0});  // scalar gates: any decay
+}
+
+// Without an initial state and without a final-state gradient.
+TEST(GlaChunkGpu, NoStateOrGradientInputs) {
+  SEQMIX_REQUIRE_CUDA();
+  SEQMIX_TRACE_SEED();
+  const Case c{GlaGate::KeyVector, 2, 150, 2, 64, 64};
+  const Inputs in = make_inputs(c);
+  const Outputs got = run(in, true, false, false), ref = run(in, false, false, false);
+  expect_close(got, ref, kTol, c.str() + " without h0 / dht");
+}
+
+// ---- packed batches ----
+TEST(GlaChunkGpu, VarlenMatchesReferenceAndPerSequenceLoop) {
+  SEQMIX_REQUIRE_CUDA();
+  SEQMIX_TRACE_SEED();
+  const std::vector<int64_t> lens = {1, 63, 130, 65, 300, 64, 7};
+  std::vector<int64_t> offs = {0};
+  for (int64_t l : lens) offs.push_back(offs.back() + l);
+  const Tensor cu = Tensor::from_vector(offs, {int64_t(offs.size())}, DType::I64);
+  for (GlaGate gate :
+       {GlaGate::None, GlaGate::HeadConst, GlaGate::HeadScalar, GlaGate::KeyVector}) {
+    const Case c{gate, 1, offs.back(), 2, 64, 128};
+    const Inputs in = make_inputs(c, cu);
+    const Outputs got = run(in, true), ref = run(in, false);
+    expect_close(got, ref, kTol, c.str() + " varlen");
+    // Per-sequence loop on the GPU: chunks start at each sequence's start, so the packed call
+    // computes exactly the same numbers.
+    for (size_t i = 0; i < lens.size(); ++i) {
+      Inputs one;
+      one.gate = gate;
+      one.n = 1;
+      auto cut = [&](const Tensor& x) { return x.narrow(1, offs[i], lens[i]).contiguous(); };
+      one.q = cut(in.q);
+      one.k = cut(in.k);
+      one.v = cut(in.v);
+      one.dout = cut(in.dout);
+      one.g = gate == GlaGate::HeadConst ? in.g : (in.g.defined() ? cut(in.g) : Tensor());
+      one.h0 = in.h0.narrow(0, int64_t(i), 1).contiguous();
+      one.dht = in.dht.narrow(0, int64_t(i), 1).contiguous();
+      const Outputs seq = run(one, true);
+      const std::string what = c.str() + " sequence " + std::to_string(i);
+      EXPECT_TRUE(tu::bitwise_equal(seq.o, got.o.narrow(1, offs[i], lens[i]).contiguous()))
+          << what << " o";
+      EXPECT_TRUE(tu::bitwise_equal(seq.dq, got.dq.narrow(1, offs[i], lens[i]).contiguous()))
+          << what << " dq";
+      EXPECT_TRUE(tu::bitwise_equal(seq.dv, got.dv.narrow(1, offs[i], lens[i]).contiguous()))
+          << what << " dv";
+      EXPECT_TRUE(tu::bitwise_equal(seq.ht, got.ht.narrow(0, int64_t(i), 1).contiguous()))
+          << what << " ht";
+      if (has_dg(gate)) {
+        EXPECT_TRUE(tu::bitwise_equal(seq.dg, got.dg.narrow(1, offs[i], lens[i]).contiguous()))
+            << what << " dg";
+      }
+    }
+  }
+}
+
+// ---- state passing: [0, T) in one call equals [0, T1) then [T1, T) from the carried state ----
+TEST(GlaChunkGpu, StatePassing) {
+  SEQMIX_REQUIRE_CUDA();
+  SEQMIX_TRACE_SEED();
+  for (GlaGate gate : {GlaGate::None, GlaGate::HeadScalar, GlaGate::KeyVector}) {
+    const Case c{gate, 1, 400, 2, 64, 64};
+    const Inputs in = make_inputs(c);
+    const Outputs whole = run(in, true);
+    const int64_t t1 = 150;
+    auto part = [&](int64_t s, int64_t len, const Tensor& h0) {
+      Inputs p = in;
+      auto cut = [&](const Tensor& x) { return x.narrow(1, s, len).contiguous(); };
+      p.q = cut(in.q);
+      p.k = cut(in.k);
+      p.v = cut(in.v);
+      p.dout = cut(in.dout);
+      if (has_dg(gate)) p.g = cut(in.g);
+      p.h0 = h0;
+      return p;
+    };
+    const Outputs first = run(part(0, t1, in.h0), true);
+    const Outputs second = run(part(t1, c.t - t1, first.ht.to(DType::F32)), true);
+    const std::string what = c.str() + " state passing";
+    EXPECT_TRUE(tu::close(first.o, whole.o.narrow(1, 0, t1).contiguous(), kTol)) << what;
+    EXPECT_TRUE(tu::close(second.o, whole.o.narrow(1, t1, c.t - t1).contiguous(), kTol)) << what;
+    EXPECT_TRUE(tu::close(second.ht, whole.ht, kTol)) << what;
+  }
+}
+
+// ---- determinism ----
+TEST(GlaChunkGpu, BitwiseDeterministic) {
+  SEQMIX_REQUIRE_CUDA();
+  SEQMIX_TRACE_SEED();
+  for (GlaGate gate : {GlaGate::HeadScalar, GlaGate::KeyVector}) {
+    const Case c{gate, 2, 777, 3, 128, 64};
+    const Inputs in = make_inputs(c);
+    const Outputs a = run(in, true), b = run(in, true);
+    EXPECT_TRUE(tu::bitwise_equal(a.o, b.o));
+    EXPECT_TRUE(tu::bitwise_equal(a.ht, b.ht));
+    EXPECT_TRUE(tu::bitwise_equal(a.dq, b.dq));
+    EXPECT_TRUE(tu::bitwise_equal(a.dk, b.dk));
+    EXPECT_TRUE(tu::bitwise_equal(a.dv, b.dv));
+    EXPECT_TRUE(tu::bitwise_equal(a.dg, b.dg));
+    EXPECT_TRUE(tu::bitwise_equal(a.dh0, b.dh0));
+  }
+}
+
+// ---- long T ----
+TEST(GlaChunkGpu, LongSequence) {
+  SEQMIX_REQUIRE_CUDA();
+  check_case({GlaGate::KeyVector, 1, 32768, 2, 64, 64, -0.2, -0.001});
+}
+
+// ---- refusals ----
+TEST(GlaChunkGpu, SupportsRefusesWithReasons) {
+  SEQMIX_REQUIRE_CUDA();
+  GlaFwdArgs a;
+  a.q = Tensor::zeros({1, 8, 1, 64}, DType::F32, kGpu);
+  a.k = a.q;
+  a.v = a.q;
+  Support s = gla_chunk_supports(a);
+  EXPECT_FALSE(s.ok);
+  EXPECT_NE(s.why.find("bf16"), std::string::npos) << s.why;
+  a.q = Tensor::zeros({1, 8, 1, 96}, DType::BF16, kGpu);
+  a.k = a.q;
+  a.v = Tensor::zeros({1, 8, 1, 64}, DType::BF16, kGpu);
+  s = gla_chunk_supports(a);
+  EXPECT_FALSE(s.ok);
+  EXPECT_NE(s.why.find("K in {64, 128}"), std::string::npos) << s.why;
+  a.q = Tensor::zeros({1, 8, 1, 64}, DType::BF16);
+  a.k = a.q;
+  a.v = a.q;
+  EXPECT_FALSE(gla_chunk_supports(a).ok);  // CPU tensors
+}
+
+}  // namespace
