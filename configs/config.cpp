@@ -460,6 +460,7 @@ void validate(const RunConfig& c) {
   non_negative("train.grad_clip", c.train.grad_clip);
   check_in<std::string>(c, "train.nan_policy", c.train.nan_policy, {"skip", "stop"});
   non_negative("train.peak_tflops", c.train.peak_tflops);
+  non_negative("train.bucket_mib", c.train.bucket_mib);
 
   positive("optim.lr", c.optim.lr);
   if (!(c.optim.beta1 >= 0 && c.optim.beta1 < 1))

@@ -126,6 +126,7 @@ struct TrainSection {
   double grad_clip = 1.0;
   std::string nan_policy = "skip";  // skip | stop
   double peak_tflops = 0;           // 0: from the device name (MFU)
+  double bucket_mib = 25;           // data-parallel gradient bucket size
   template <class V>
   void visit(V& v) {
     v("steps", steps, "Optimizer steps.");
@@ -142,6 +143,8 @@ struct TrainSection {
     v("nan_policy", nan_policy,
       "On a non-finite gradient: skip (the update is skipped on the device) or stop.");
     v("peak_tflops", peak_tflops, "Peak TFLOP/s for the MFU column; 0: known GPUs by name.");
+    v("bucket_mib", bucket_mib,
+      "Data-parallel runs: gradient bucket size in MiB (all-reduced as soon as it is ready).");
   }
 };
 

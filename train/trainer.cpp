@@ -35,6 +35,9 @@
 #include "layers/language_model.h"
 #include "layers/mixers/mixer.h"
 #include "train/checkpoint/checkpoint.h"
+#include "train/distributed/communicator.h"
+#include "train/distributed/process_group.h"
+#include "train/distributed/reducer.h"
 #include "train/optim/adamw.h"
 #include "train/optim/grad_norm.h"
 #include "train/optim/schedule.h"
@@ -149,7 +152,7 @@ struct DataSources {
   int64_t vocab = 0;
 };
 
-DataSources make_train_data(const config::RunConfig& c) {
+DataSources make_train_data(const config::RunConfig& c, int rank, int world) {
   DataSources d;
   if (c.data.source == "mqar") {
     d.train =
@@ -160,7 +163,7 @@ DataSources make_train_data(const config::RunConfig& c) {
     d.dataset = std::make_shared<data::TokenDataset>(c.data.path);
     d.train = std::make_unique<data::TokenWindowLoader>(
         *d.dataset, "train", c.data.batch_size, c.data.seq_len, stream_seed(c.run.seed, kData),
-        /*rank=*/0, /*world=*/1, /*shuffle=*/true);
+        rank, world, /*shuffle=*/true);
     d.vocab = d.dataset->vocab_size();
   }
   return d;
@@ -323,17 +326,22 @@ std::string git_revision() {
 // The parameters' fixed f32 gradient buffers, the clipper and AdamW, and one optimizer step:
 // `accum` micro-batches of forward + backward (gradients accumulate in place), then the
 // device-side clipping and the fused AdamW update (skipped on the device when a gradient is
-// non-finite). No host synchronisation. Shared by training and `seqmix bench train`.
+// non-finite). No host synchronisation. Shared by training and `seqmix bench train`. With a
+// GradReducer (data-parallel), the gradients are its bucket views and each step's last
+// micro-batch all-reduces them (average) during backward.
 struct Stepper {
   nn::LanguageModel& model;
   Device dev;
+  dist::GradReducer* reducer;
   std::vector<Tensor> grads;
   AdamW adamw;
   GradClipper clipper;
 
-  Stepper(nn::LanguageModel& m, const config::RunConfig& cfg, Device d)
+  Stepper(nn::LanguageModel& m, const config::RunConfig& cfg, Device d,
+          dist::GradReducer* r = nullptr)
       : model(m),
         dev(d),
+        reducer(r),
         adamw(make_refs(m, d, grads), adamw_config(cfg)),
         clipper(grads, cfg.train.grad_clip) {}
 
@@ -341,7 +349,8 @@ struct Stepper {
                                          std::vector<Tensor>& grads) {
     std::vector<ParamRef> refs;
     for (const auto& [name, p] : m.named_parameters()) {
-      p.set_grad(Tensor::zeros(p.shape(), DType::F32, d));
+      // A reducer has already made the gradients views into its buckets.
+      if (!p.grad().defined()) p.set_grad(Tensor::zeros(p.shape(), DType::F32, d));
       refs.push_back(ParamRef{p.data(), p.grad(), m.decays(name), name});
       grads.push_back(p.grad());
     }
@@ -361,15 +370,20 @@ struct Stepper {
   void step(NextBatch&& next, int64_t accum, double lr, const nn::ForwardContext& ctx,
             const Tensor& loss_sum) {
     for (int64_t micro = 0; micro < accum; ++micro) {
+      if (reducer) reducer->set_enabled(micro == accum - 1);
       data::Batch b = next();
       Variable loss = model.loss(b.inputs.to(dev), b.targets.to(dev), ctx);
       ops::add_(loss_sum, loss.data());
       if (accum > 1) loss = seqmix::mul(loss, 1.0 / double(accum));
       loss.backward();
     }
-    clipper.compute();
+    if (reducer) reducer->finish();
+    clipper.compute();  // the global norm of the averaged gradients: equal on every rank
     adamw.step(lr, clipper);
-    for (const Tensor& g : grads) g.zero_();
+    if (reducer)
+      reducer->zero_grad();
+    else
+      for (const Tensor& g : grads) g.zero_();
   }
 };
 
@@ -420,21 +434,46 @@ int run_train(const TrainOptions& opt) {
                  "--run-dir for a new run",
                  run_dir);
   }
-  fs::create_directories(run_dir);
-  write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config::to_yaml(cfg));
 
-  const Device dev = resolve_device(cfg.train.device);
+  // Data-parallel: one process per GPU, started by `seqmix launch`, torchrun-style launchers,
+  // Slurm or mpirun (train/distributed/process_group.h); a single process otherwise.
+  const dist::ProcessGroupEnv pg = dist::detect_process_group();
+  Device dev;
+  if (pg.distributed()) {
+    SEQMIX_CHECK_KIND(Config, cfg.train.device != "cpu",
+                      "a data-parallel run ({}) needs GPUs, but train.device is 'cpu'", pg.str());
+    dev = dist::device_for_rank(pg);
+  } else {
+    dev = resolve_device(cfg.train.device);
+  }
+  std::unique_ptr<dist::Communicator> comm = pg.distributed()
+                                                 ? dist::make_communicator(pg, dev)
+                                                 : std::make_unique<dist::SingleProcessComm>();
+  const int rank = comm->rank(), world = comm->world_size();
+  const bool root = rank == 0;
+  logs::set_log_rank(rank);
+  const bool quiet = opt.quiet || !root;
+  if (pg.distributed() && root) logs::info("data-parallel: {} ranks ({})", world, comm->backend());
+  if (root) {
+    fs::create_directories(run_dir);
+    write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config::to_yaml(cfg));
+  }
+
   const DType compute = dev.is_cuda() && cfg.train.precision == "bf16" ? DType::BF16 : DType::F32;
-  if (!dev.is_cuda() && cfg.train.precision == "bf16" && !opt.quiet)
+  if (!dev.is_cuda() && cfg.train.precision == "bf16" && !quiet)
     logs::info("precision bf16 on CPU: computing in fp32 (the CPU path has no bf16 compute)");
 
-  DataSources data = make_train_data(cfg);
+  DataSources data = make_train_data(cfg, rank, world);
   nn::LanguageModel model(lm_config(cfg, data.vocab));
   model.to(dev);
   model.train(true);
 
   // Parameters, their fixed gradient buffers, optimizer, clipper, schedule.
-  Stepper stepper(model, cfg, dev);
+  std::unique_ptr<dist::GradReducer> reducer;
+  if (world > 1)
+    reducer =
+        std::make_unique<dist::GradReducer>(model.named_parameters(), *comm, cfg.train.bucket_mib);
+  Stepper stepper(model, cfg, dev, reducer.get());
   AdamW& adamw = stepper.adamw;
   GradClipper& clipper = stepper.clipper;
   ScheduleConfig scfg;
@@ -476,25 +515,30 @@ int run_train(const TrainOptions& opt) {
     loss_sum.fill_(metric("interval_loss_sum"));
     interval_steps = int64_t(metric("interval_steps"));
     skipped_total = adamw.attempted_steps() - adamw.read_applied_steps();
-    truncate_metrics(metrics_path, step);
-  } else if (fs::exists(metrics_path)) {
+    if (root) truncate_metrics(metrics_path, step);
+  } else if (root && fs::exists(metrics_path)) {
     fs::remove(metrics_path);
   }
 
   const int64_t n_params = model.num_parameters();
   const int64_t B = cfg.data.batch_size, T = cfg.data.seq_len, accum = cfg.train.grad_accum;
-  const int64_t tokens_per_step = B * T * accum;
+  const int64_t tokens_per_step = B * T * accum * world;  // all ranks
   const double flops_per_token = train_flops_per_token(cfg, n_params);
   const double peak = peak_tflops(cfg, dev);
 
-  std::ofstream metrics(metrics_path, std::ios::app);
-  SEQMIX_CHECK_KIND(Internal, metrics.good(), "cannot write '{}'", metrics_path);
-  if (!opt.quiet)
+  // Only rank 0 writes metrics and checkpoints (every rank holds the same state).
+  std::ofstream metrics;
+  if (root) {
+    metrics.open(metrics_path, std::ios::app);
+    SEQMIX_CHECK_KIND(Internal, metrics.good(), "cannot write '{}'", metrics_path);
+  }
+  if (!quiet)
     logs::info("run dir {} | device {} | compute {} | {:.2f}M parameters | {} layers | vocab {}",
                run_dir, dev.str(), dtype_name(compute), double(n_params) / 1e6,
                config::layer_mixers(cfg).size(), model.config().vocab_size);
 
   auto save = [&](int64_t at_step) {
+    if (!root) return;
     CheckpointData d;
     d.step = at_step;
     d.tokens_seen = tokens_seen;
@@ -511,7 +555,7 @@ int run_train(const TrainOptions& opt) {
     const std::string path = checkpoint_path(ckpt_dir, at_step);
     save_checkpoint(path, d);
     prune_checkpoints(ckpt_dir, int(cfg.train.keep_last));
-    if (!opt.quiet) logs::info("checkpoint {}", path);
+    if (!quiet) logs::info("checkpoint {}", path);
   };
 
   auto run_eval_at = [&](int64_t at_step) {
@@ -525,8 +569,8 @@ int run_train(const TrainOptions& opt) {
       line += v == std::floor(v) && std::fabs(v) >= 2 ? fmt::format(" | {} {:.0f}", k, v)
                                                       : fmt::format(" | {} {:.4f}", k, v);
     }
-    metrics << json_line(kv) << "\n" << std::flush;
-    if (!opt.quiet) logs::info("{}", line);
+    if (root) metrics << json_line(kv) << "\n" << std::flush;
+    if (!quiet) logs::info("{}", line);
     return m;
   };
 
@@ -549,7 +593,8 @@ int run_train(const TrainOptions& opt) {
 
     const bool last = step == cfg.train.steps;
     if (step % cfg.train.log_every == 0 || last) {
-      // The one synchronising read of the interval.
+      // The one synchronising read of the interval (the loss averaged over ranks).
+      if (world > 1) comm->all_reduce(loss_sum, dist::ReduceOp::Avg);
       const double mean_loss = loss_sum.item() / double(interval_steps * accum);
       const double gnorm = clipper.read_norm();
       // Skipped updates: attempted (host count) minus applied (device count) steps.
@@ -563,17 +608,18 @@ int run_train(const TrainOptions& opt) {
       seconds_timed += dt;
       const double eta = seconds_timed / double(steps_timed) * double(cfg.train.steps - step);
       const double mfu = peak > 0 ? tok_s * flops_per_token / (peak * 1e12) : 0;
-      metrics << json_line({{"step", fmt::format("{}", step)},
-                            {"loss", jnum(mean_loss)},
-                            {"lr", jnum(lr)},
-                            {"grad_norm", jnum(gnorm)},
-                            {"tokens_per_s", jnum(tok_s)},
-                            {"tokens", fmt::format("{}", tokens_seen)},
-                            {"mfu", jnum(mfu)},
-                            {"skipped", fmt::format("{}", new_skips)}})
-              << "\n"
-              << std::flush;
-      if (!opt.quiet)
+      if (root)
+        metrics << json_line({{"step", fmt::format("{}", step)},
+                              {"loss", jnum(mean_loss)},
+                              {"lr", jnum(lr)},
+                              {"grad_norm", jnum(gnorm)},
+                              {"tokens_per_s", jnum(tok_s)},
+                              {"tokens", fmt::format("{}", tokens_seen)},
+                              {"mfu", jnum(mfu)},
+                              {"skipped", fmt::format("{}", new_skips)}})
+                << "\n"
+                << std::flush;
+      if (!quiet)
         logs::info(
             "step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.1f}k tok/s | "
             "MFU {} | ETA {}",
@@ -596,7 +642,9 @@ int run_train(const TrainOptions& opt) {
                    step);
     }
     if (cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0 && !last) run_eval_at(step);
-    const bool interrupted = g_signal.load() != 0;
+    // Every rank stops at the same step (a signal may reach the ranks at different steps).
+    const bool interrupted =
+        world > 1 ? comm->all_reduce_flag(g_signal.load() != 0) : g_signal.load() != 0;
     if ((cfg.train.checkpoint_every > 0 && step % cfg.train.checkpoint_every == 0) || last ||
         interrupted)
       save(step);
@@ -607,7 +655,7 @@ int run_train(const TrainOptions& opt) {
       break;
     }
     if (opt.stop_at_step > 0 && step >= opt.stop_at_step && !last) {
-      if (!opt.quiet) logs::info("stopping at step {} (--stop-at-step)", step);
+      if (!quiet) logs::info("stopping at step {} (--stop-at-step)", step);
       break;
     }
   }
@@ -616,7 +664,7 @@ int run_train(const TrainOptions& opt) {
 
   if (step == cfg.train.steps && !stopped_nan && exit_code == 0) {
     const auto m = run_eval_at(step);
-    {  // the final result is printed even with --quiet
+    if (root) {  // the final result is printed even with --quiet
       if (m.count("accuracy"))
         fmt::print("final MQAR accuracy: {:.4f} ({} queries)\n", m.at("accuracy"),
                    int64_t(m.at("queries")));

@@ -7,12 +7,16 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include <cmath>
+
 #include "core/check.h"
 #include "core/cuda/runtime.h"
 #include "core/ops/matmul.h"
 #include "core/ops/random.h"
 #include "core/tensor.h"
 #include "kernels/attention/attention.h"
+#include "kernels/gla/gla.h"
+#include "kernels/short_conv/short_conv.h"
 #include "train/cli/timing.h"
 #include "train/trainer.h"
 
@@ -204,6 +208,151 @@ void add_bench_command(CLI::App& app) {
       attention_bwd(g);
     });
     report(*at, what + " fwd+bwd", dev, tb, "TFLOP/s", 3.5 * fwd_flops / 1e9);
+  });
+
+  // ---- the gated linear attention family: one kernel, five mixers' gate modes ----
+  struct GlaShape {
+    int64_t b = 8, t = 2048, h = 16, d = 64, k = 0, v = 0;
+    std::string dtype = "bf16", algo = "auto";
+  };
+  for (const auto& [name, gate, desc] :
+       {std::tuple{"linear_attn", GlaGate::None, "linear attention (no gate)"},
+        std::tuple{"retention", GlaGate::HeadConst, "RetNet retention (fixed per-head decay)"},
+        std::tuple{"mamba2", GlaGate::HeadScalar, "Mamba-2 / SSD (data-dependent scalar gate)"},
+        std::tuple{"gla", GlaGate::KeyVector, "GLA (data-dependent per-key-dim gate)"},
+        std::tuple{"hgrn2", GlaGate::KeyVector, "HGRN2 (per-key-dim forget gate; GLA kernel)"}}) {
+    auto go = std::make_shared<CommonOpts>();
+    go->iters = 20;
+    go->warmup = 3;
+    auto gs = std::make_shared<GlaShape>();
+    CLI::App* c = kernel->add_subcommand(
+        name, std::string(desc) + ": gla kernel, q, k: [B, T, H, K], v: [B, T, H, V]");
+    c->add_option("--batch", gs->b, "batch B")->capture_default_str();
+    c->add_option("--seq-len", gs->t, "sequence length T")->capture_default_str();
+    c->add_option("--heads", gs->h, "heads H")->capture_default_str();
+    c->add_option("--head-dim", gs->d, "K = V = D unless --k-dim / --v-dim")->capture_default_str();
+    c->add_option("--k-dim", gs->k, "key dim K (0: D)");
+    c->add_option("--v-dim", gs->v, "value dim V (0: D)");
+    c->add_option("--dtype", gs->dtype, "bf16 or f32")->capture_default_str();
+    c->add_option("--algo", gs->algo, "auto, chunked or recurrent")->capture_default_str();
+    add_common(c, *go);
+    c->callback([go, gs, gate = gate, name = std::string(name)] {
+      const Device dev = pick_device(go->device);
+      const DType dt = parse_dtype(gs->dtype);
+      const int64_t B = gs->b, T = gs->t, H = gs->h;
+      const int64_t K = gs->k > 0 ? gs->k : gs->d, V = gs->v > 0 ? gs->v : gs->d;
+      Generator gen(0);
+      auto rnd = [&](const Shape& s, DType t, double lo, double hi) {
+        Tensor x = Tensor::empty(s, t, dev);
+        ops::uniform_(x, lo, hi, gen);
+        return x;
+      };
+      const double r = 1.0 / std::sqrt(double(K));  // q, k at the scale the mixers feed
+      GlaFwdArgs f;
+      f.q = rnd({B, T, H, K}, dt, -r, r);
+      f.k = rnd({B, T, H, K}, dt, -r, r);
+      f.v = rnd({B, T, H, V}, dt, -1, 1);
+      f.gate = gate;
+      if (gate == GlaGate::HeadConst) {
+        std::vector<float> lg;
+        for (int64_t i = 0; i < H; ++i) lg.push_back(float(std::log1p(-std::exp2(-5.0 - i))));
+        f.g = Tensor::from_vector(lg, {H}, DType::F32, dev);
+      } else if (gate == GlaGate::HeadScalar) {
+        f.g = rnd({B, T, H}, DType::F32, -0.2, 0.0);
+      } else if (gate == GlaGate::KeyVector) {
+        f.g = rnd({B, T, H, K}, DType::F32, -0.2, 0.0);
+      }
+      f.o = Tensor::empty({B, T, H, V}, dt, dev);
+      f.algo = gs->algo == "chunked"     ? GlaAlgo::Chunked
+               : gs->algo == "recurrent" ? GlaAlgo::Recurrent
+                                         : GlaAlgo::Auto;
+      SEQMIX_CHECK_KIND(Usage,
+                        gs->algo == "auto" || gs->algo == "chunked" || gs->algo == "recurrent",
+                        "--algo must be auto, chunked or recurrent, got '{}'", gs->algo);
+      const Support sup = gla_supports(f);
+      SEQMIX_CHECK_KIND(Usage, sup.ok, "{}: not supported: {}", name, sup.why);
+      GlaBwdArgs g;
+      g.q = f.q;
+      g.k = f.k;
+      g.v = f.v;
+      g.g = f.g;
+      g.gate = gate;
+      g.algo = f.algo;
+      g.dout = rnd(f.o.shape(), dt, -1, 1);
+      g.dq = f.q.empty_like();
+      g.dk = f.k.empty_like();
+      g.dv = f.v.empty_like();
+      if (gate == GlaGate::HeadScalar || gate == GlaGate::KeyVector) g.dg = f.g.empty_like();
+      const std::string what =
+          fmt::format("{} {} B{} T{} H{} K{} V{}", name, dtype_name(dt), B, T, H, K, V);
+      // Chunked FLOPs (BT = 64): intra-chunk 2 T BT (K + V) / 2 plus state 4 T K V per head,
+      // backward about twice the forward; reported as a guide, compare times.
+      const double fwd_flops =
+          double(B * H) * double(T) * (64.0 * double(K + V) + 4.0 * double(K * V));
+      const Timing tf = time_runs(dev, go->warmup, go->iters, [&] { gla_fwd(f); });
+      report(*go, what + " fwd", dev, tf, "TFLOP/s", fwd_flops / 1e9);
+      const Timing tb = time_runs(dev, go->warmup, go->iters, [&] {
+        gla_fwd(f);
+        gla_bwd(g);
+      });
+      report(*go, what + " fwd+bwd", dev, tb, "TFLOP/s", 3.0 * fwd_flops / 1e9);
+    });
+  }
+
+  // ---- short causal conv ----
+  struct ConvShape {
+    int64_t b = 8, t = 2048, c = 2048, w = 4;
+    std::string dtype = "bf16";
+  };
+  auto co = std::make_shared<CommonOpts>();
+  co->iters = 20;
+  co->warmup = 3;
+  auto cs = std::make_shared<ConvShape>();
+  CLI::App* c_sc = kernel->add_subcommand(
+      "short_conv",
+      "short causal depthwise conv + SiLU (x: [B, T, C]); prints GB/s of x, y, dy, dx");
+  c_sc->add_option("--batch", cs->b, "batch B")->capture_default_str();
+  c_sc->add_option("--seq-len", cs->t, "sequence length T")->capture_default_str();
+  c_sc->add_option("--channels", cs->c, "channels C")->capture_default_str();
+  c_sc->add_option("--width", cs->w, "kernel width W (2..4)")->capture_default_str();
+  c_sc->add_option("--dtype", cs->dtype, "bf16 or f32")->capture_default_str();
+  add_common(c_sc, *co);
+  c_sc->callback([co, cs] {
+    const Device dev = pick_device(co->device);
+    const DType dt = parse_dtype(cs->dtype);
+    Generator gen(0);
+    auto rnd = [&](const Shape& s, DType t) {
+      Tensor x = Tensor::empty(s, t, dev);
+      ops::uniform_(x, -1.0, 1.0, gen);
+      return x;
+    };
+    ShortConvFwdArgs f;
+    f.x = rnd({cs->b, cs->t, cs->c}, dt);
+    f.weight = rnd({cs->c, cs->w}, DType::F32);
+    f.bias = rnd({cs->c}, DType::F32);
+    f.y = f.x.empty_like();
+    f.silu = true;
+    const Support sup = short_conv_supports(f);
+    SEQMIX_CHECK_KIND(Usage, sup.ok, "short_conv: not supported: {}", sup.why);
+    ShortConvBwdArgs b;
+    b.x = f.x;
+    b.weight = f.weight;
+    b.bias = f.bias;
+    b.silu = true;
+    b.dy = rnd(f.x.shape(), dt);
+    b.dx = f.x.empty_like();
+    b.dweight = f.weight.zeros_like();
+    b.dbias = f.bias.zeros_like();
+    const double bytes = double(f.x.nbytes());
+    const std::string what =
+        fmt::format("short_conv {} B{} T{} C{} W{}", dtype_name(dt), cs->b, cs->t, cs->c, cs->w);
+    const Timing tf = time_runs(dev, co->warmup, co->iters, [&] { short_conv_fwd(f); });
+    report(*co, what + " fwd", dev, tf, "GB/s", 2 * bytes / 1e6);
+    const Timing tb = time_runs(dev, co->warmup, co->iters, [&] {
+      short_conv_fwd(f);
+      short_conv_bwd(b);
+    });
+    report(*co, what + " fwd+bwd", dev, tb, "GB/s", 5 * bytes / 1e6);
   });
 
   // ---- training steps ----

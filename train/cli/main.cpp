@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/cuda/runtime.h"
 #include "train/cli/bench.h"
+#include "train/cli/launch_cmd.h"
 #include "train/cli/prepare_cmd.h"
 #include "train/cli/run_cmds.h"
 
@@ -45,7 +46,7 @@ int main(int argc, char** argv) {
   not_built("generate", "Sample text from a checkpoint", "F2");
   seqmix::cli::add_bench_command(app);
   seqmix::cli::add_inspect_command(app);
-  not_built("launch", "Start one training process per GPU (data-parallel)", "F6");
+  seqmix::cli::add_launch_command(app);
 
   try {
     try {
