@@ -446,6 +446,7 @@ int run_train(const TrainOptions& opt) {
   } else {
     dev = resolve_device(cfg.train.device);
   }
+  if (dev.is_cuda()) cuda::set_device(dev.index);
   std::unique_ptr<dist::Communicator> comm = pg.distributed()
                                                  ? dist::make_communicator(pg, dev)
                                                  : std::make_unique<dist::SingleProcessComm>();

@@ -153,10 +153,18 @@ void expect_close(const Outputs& got, const Outputs& ref, double tol, const std:
   }
 }
 
-void check_case(const Case& c) {
+void check_case(const Case& c, double dg_max_abs = -1) {
   SEQMIX_TRACE_SEED();
   const Inputs in = make_inputs(c);
-  const Outputs got = run(in, true), ref = run(in, false);
+  Outputs got = run(in, true), ref = run(in, false);
+  if (dg_max_abs >= 0) {
+    // Beyond the required range of decays, dg is checked in absolute terms (the documented
+    // limit in kernels/gla/README.md: the true dg is tiny there and the relative error grows).
+    const tu::Comparison cmp = tu::compare(got.dg, ref.dg);
+    EXPECT_EQ(cmp.nan_count, 0) << c.str() << " dg";
+    EXPECT_LT(cmp.max_abs, dg_max_abs) << c.str() << " dg: " << cmp.str();
+    got.dg = ref.dg = Tensor();
+  }
   expect_close(got, ref, kTol, c.str());
 }
 
@@ -199,7 +207,8 @@ TEST(GlaChunkGpu, StrongKeyVectorDecays) {
   SEQMIX_REQUIRE_CUDA();
   check_case({GlaGate::KeyVector, 2, 300, 2, 64, 64, -5.0, 0.0});
   check_case({GlaGate::KeyVector, 2, 200, 2, 128, 128, -5.0, -4.0});
-  check_case({GlaGate::KeyVector, 1, 130, 2, 64, 128, -10.0, -10.0});  // the documented limit
+  // -10 per step: twice the required range, the documented limit of the per-key-dim scheme.
+  check_case({GlaGate::KeyVector, 1, 130, 2, 64, 128, -10.0, -10.0}, /*dg_max_abs=*/1e-4);
 }
 
 TEST(GlaChunkGpu, StrongScalarDecays) {
