@@ -461,6 +461,9 @@ void validate(const RunConfig& c) {
   check_in<std::string>(c, "train.nan_policy", c.train.nan_policy, {"skip", "stop"});
   non_negative("train.peak_tflops", c.train.peak_tflops);
   non_negative("train.bucket_mib", c.train.bucket_mib);
+  if (!(c.train.stop_at_accuracy >= 0 && c.train.stop_at_accuracy <= 1))
+    c.fail("train.stop_at_accuracy",
+           fmt::format("must be in [0, 1], got {}", c.train.stop_at_accuracy));
 
   positive("optim.lr", c.optim.lr);
   if (!(c.optim.beta1 >= 0 && c.optim.beta1 < 1))

@@ -127,6 +127,7 @@ struct TrainSection {
   std::string nan_policy = "skip";  // skip | stop
   double peak_tflops = 0;           // 0: from the device name (MFU)
   double bucket_mib = 25;           // data-parallel gradient bucket size
+  double stop_at_accuracy = 0;      // >0: stop once an evaluation reaches it (MQAR sweeps)
   template <class V>
   void visit(V& v) {
     v("steps", steps, "Optimizer steps.");
@@ -143,6 +144,9 @@ struct TrainSection {
     v("nan_policy", nan_policy,
       "On a non-finite gradient: skip (the update is skipped on the device) or stop.");
     v("peak_tflops", peak_tflops, "Peak TFLOP/s for the MFU column; 0: known GPUs by name.");
+    v("stop_at_accuracy", stop_at_accuracy,
+      "Stop early once an evaluation's accuracy reaches this (tasks with accuracy, e.g. MQAR); "
+      "0: off.");
     v("bucket_mib", bucket_mib,
       "Data-parallel runs: gradient bucket size in MiB (all-reduced as soon as it is ready).");
   }

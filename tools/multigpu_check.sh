@@ -24,7 +24,8 @@ losses() { grep -v '"split"' "$1/metrics.jsonl" | sed -E 's/.*"step": ([0-9]+).*
 track() {  # $1 = precision
   local cfg=(configs/quickstart.yaml --set data.seq_len=256 --set data.mqar.num_kv_pairs=16
              --set model.d_model=256 --set model.mixers.A.n_heads=4 --set train.steps=40
-             --set train.log_every=1 --set train.eval_every=0 --set train.precision=$1 --quiet)
+             --set train.log_every=1 --set train.eval_every=0 --set train.precision=$1 --quiet
+             --set optim.warmup_steps=5)
   rm -rf runs/mg1 runs/mg2
   $bin train "${cfg[@]}" --set data.batch_size=32 --run-dir runs/mg1 > "$out/track1_$1.log" 2>&1
   $bin launch --nproc 2 -- train "${cfg[@]}" --set data.batch_size=16 --run-dir runs/mg2 \
@@ -39,7 +40,7 @@ track bf16
 
 tput() {  # $1 = nproc
   rm -rf runs/tp$1
-  $bin launch --nproc $1 -- train configs/transformer_125m.yaml --set train.steps=40 \
+  $bin launch --nproc $1 -- train configs/transformer_125m.yaml --set optim.warmup_steps=10 --set train.steps=40 \
     --set train.log_every=10 --set train.eval_every=0 --set train.checkpoint_every=0 \
     --set data.mqar.test_examples=8 --run-dir runs/tp$1 > "$out/tput$1.log" 2>&1
   # median tokens/s of the last three log intervals (the first includes warm-up)
@@ -50,7 +51,7 @@ echo "(b) transformer_125m tokens/s: 1 GPU $t1, 2 GPUs $t2, ratio $(awk -v a=$t1
 
 # (c) kill one rank mid-run.
 rm -rf runs/kill
-$bin launch --nproc 2 -- train configs/transformer_125m.yaml --set train.steps=400 \
+$bin launch --nproc 2 -- train configs/transformer_125m.yaml --set optim.warmup_steps=10 --set train.steps=400 \
   --set train.log_every=10 --set train.eval_every=0 --set train.checkpoint_every=20 \
   --set data.mqar.test_examples=8 --run-dir runs/kill > "$out/kill.log" 2>&1 &
 lpid=$!
@@ -59,12 +60,12 @@ victim=$(pgrep -P $lpid | tail -1)
 t0=$(date +%s.%N); kill -9 "$victim"; wait $lpid; rc=$?; t1k=$(date +%s.%N)
 echo "(c) killed pid $victim: launcher exit $rc after $(awk -v a=$t0 -v b=$t1k 'BEGIN{printf "%.1f", b-a}') s; $(grep -m1 'launch: rank' "$out/kill.log")"
 last=$(ls runs/kill/checkpoints | tail -1)
-$bin launch --nproc 2 -- train configs/transformer_125m.yaml --set train.steps=400 \
+$bin launch --nproc 2 -- train configs/transformer_125m.yaml --set optim.warmup_steps=10 --set train.steps=400 \
   --set train.log_every=10 --set train.eval_every=0 --set train.checkpoint_every=20 \
   --set data.mqar.test_examples=8 --run-dir runs/kill --resume --stop-at-step 60 > "$out/kill_resume.log" 2>&1
 echo "(c) resumed from $last: exit $?, $(grep -c '"loss"' runs/kill/metrics.jsonl) metric lines, last: $(tail -1 runs/kill/metrics.jsonl | cut -c1-80)"
 # (d) the same run directory continued on 1 GPU.
-$bin train configs/transformer_125m.yaml --set train.steps=400 --set train.log_every=10 \
+$bin train configs/transformer_125m.yaml --set optim.warmup_steps=10 --set train.steps=400 --set train.log_every=10 \
   --set train.eval_every=0 --set train.checkpoint_every=20 --set data.mqar.test_examples=8 \
   --run-dir runs/kill --resume --stop-at-step 80 > "$out/resume1.log" 2>&1
 echo "(d) 2-GPU checkpoint resumed on 1 GPU: exit $?, last: $(tail -1 runs/kill/metrics.jsonl | cut -c1-80)"

@@ -155,9 +155,8 @@ struct DataSources {
 DataSources make_train_data(const config::RunConfig& c, int rank, int world) {
   DataSources d;
   if (c.data.source == "mqar") {
-    d.train =
-        std::make_unique<data::MqarSource>(mqar_config(c, stream_seed(c.run.seed, kMqarTrain)),
-                                           c.data.batch_size, /*rank=*/0, /*world=*/1);
+    d.train = std::make_unique<data::MqarSource>(
+        mqar_config(c, stream_seed(c.run.seed, kMqarTrain)), c.data.batch_size, rank, world);
     d.vocab = c.data.mqar.vocab_size;
   } else {
     d.dataset = std::make_shared<data::TokenDataset>(c.data.path);
@@ -583,7 +582,8 @@ int run_train(const TrainOptions& opt) {
   auto t_interval = Clock::now();
   int64_t steps_timed = 0;
   double seconds_timed = 0;
-  bool stopped_nan = false;
+  bool stopped_nan = false, finished_early = false;
+  std::map<std::string, double> final_eval;
   int exit_code = 0;
   while (step < cfg.train.steps) {
     const double lr = schedule.lr(step);
@@ -642,17 +642,30 @@ int run_train(const TrainOptions& opt) {
         logs::warn("non-finite gradients: {} update(s) skipped in the steps up to {}", new_skips,
                    step);
     }
-    if (cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0 && !last) run_eval_at(step);
+    bool early_stop = false;
+    if (cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0 && !last) {
+      final_eval = run_eval_at(step);
+      early_stop = cfg.train.stop_at_accuracy > 0 && final_eval.count("accuracy") &&
+                   final_eval.at("accuracy") >= cfg.train.stop_at_accuracy;
+      if (early_stop && !quiet)
+        logs::info("accuracy {:.4f} >= train.stop_at_accuracy {}: stopping at step {}",
+                   final_eval.at("accuracy"), cfg.train.stop_at_accuracy, step);
+    }
     // Every rank stops at the same step (a signal may reach the ranks at different steps).
     const bool interrupted =
         world > 1 ? comm->all_reduce_flag(g_signal.load() != 0) : g_signal.load() != 0;
     if ((cfg.train.checkpoint_every > 0 && step % cfg.train.checkpoint_every == 0) || last ||
-        interrupted)
+        interrupted || early_stop)
       save(step);
     if (interrupted) {
-      logs::warn("interrupted by signal {} at step {}; resume with --resume", g_signal.load(),
-                 step);
-      exit_code = 128 + g_signal.load();
+      // Another rank may have been the one signalled.
+      const int sig = g_signal.load() != 0 ? g_signal.load() : SIGTERM;
+      logs::warn("interrupted by signal {} at step {}; resume with --resume", sig, step);
+      exit_code = 128 + sig;
+      break;
+    }
+    if (early_stop) {
+      finished_early = true;
       break;
     }
     if (opt.stop_at_step > 0 && step >= opt.stop_at_step && !last) {
@@ -663,8 +676,8 @@ int run_train(const TrainOptions& opt) {
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
 
-  if (step == cfg.train.steps && !stopped_nan && exit_code == 0) {
-    const auto m = run_eval_at(step);
+  if ((step == cfg.train.steps || finished_early) && !stopped_nan && exit_code == 0) {
+    const auto m = finished_early ? final_eval : run_eval_at(step);
     if (root) {  // the final result is printed even with --quiet
       if (m.count("accuracy"))
         fmt::print("final MQAR accuracy: {:.4f} ({} queries)\n", m.at("accuracy"),

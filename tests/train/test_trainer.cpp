@@ -216,6 +216,33 @@ void TrainerE2E::check_resume(const std::string& device, int64_t d_model) {
 }
 
 #ifndef SEQMIX_TRAINER_GPU
+TEST_F(TrainerE2E, StopsEarlyAtTheAccuracyThreshold) {
+  const std::string cfg = write("mqar.yaml", R"(
+run: {name: mqar, seed: 5}
+model:
+  d_model: 32
+  layers: {pattern: "A", repeat: 2}
+  mixers: {A: {type: attention, n_heads: 1}}
+  mlp: false
+data: {source: mqar, batch_size: 16, seq_len: 16, mqar: {vocab_size: 32, num_kv_pairs: 2, test_examples: 64}}
+train: {steps: 400, log_every: 10, eval_every: 10, device: cpu, stop_at_accuracy: 0.3}
+optim: {lr: 1e-2, warmup_steps: 10}
+)");
+  const CmdResult r = run("train " + cfg + " --run-dir " + p("run") + " --quiet");
+  ASSERT_EQ(r.code, 0) << r.out;
+  // The run ends at the first evaluation that reaches 0.3, with a checkpoint of that step.
+  const Metrics m = read_metrics(p("run/metrics.jsonl"));
+  ASSERT_FALSE(m.eval.empty());
+  const int64_t stop = std::stoll(field(m.eval.back(), "step"));
+  EXPECT_LT(stop, 400);
+  EXPECT_GE(std::stod(field(m.eval.back(), "accuracy")), 0.3) << m.eval.back();
+  for (size_t i = 0; i + 1 < m.eval.size(); ++i)
+    EXPECT_LT(std::stod(field(m.eval[i], "accuracy")), 0.3) << m.eval[i];
+  EXPECT_EQ(seqmix::latest_checkpoint(p("run")), seqmix::checkpoint_path(p("run"), stop));
+  EXPECT_EQ(m.train.rbegin()->first, stop);
+  EXPECT_NE(r.out.find("final MQAR accuracy"), std::string::npos) << r.out;
+}
+
 TEST_F(TrainerE2E, ErrorsHaveTheDocumentedCodes) {
   const std::string data = make_dataset();
   const std::string cfg = write("tok.yaml", token_config(data));
