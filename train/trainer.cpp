@@ -816,17 +816,66 @@ int run_eval(const EvalOptions& opt) {
                     model.config().vocab_size);
   model.load_state_dict(ck.model, true);
   model.to(dev);
-  const auto m =
-      evaluate(model, cfg, dataset, EvalSetup{task, opt.split, opt.batches}, dev, compute);
+  // MQAR: one evaluation per (seq_len, num_kv_pairs) slice; the top-level metrics pool them.
+  std::vector<std::pair<int64_t, int64_t>> slices;
+  for (const std::string& sl : opt.mqar_slices) {
+    const auto colon = sl.find(':');
+    int64_t t = 0, n = 0;
+    try {
+      SEQMIX_CHECK_KIND(Usage, colon != std::string::npos, "x");
+      t = std::stoll(sl.substr(0, colon));
+      n = std::stoll(sl.substr(colon + 1));
+    } catch (...) {
+      SEQMIX_THROW(Usage, "--mqar-slices: expected SEQ_LEN:NUM_KV_PAIRS, got '{}'", sl);
+    }
+    slices.emplace_back(t, n);
+  }
+  SEQMIX_CHECK_KIND(Usage, slices.empty() || task == "mqar",
+                    "--mqar-slices needs --task mqar (got '{}')", task);
+  if (slices.empty()) slices.emplace_back(cfg.data.seq_len, cfg.data.mqar.num_kv_pairs);
+  std::map<std::string, double> m;
+  std::vector<std::map<std::string, double>> slice_metrics;
+  if (task == "mqar") {
+    double correct = 0, queries = 0, examples = 0;
+    for (const auto& [t, n] : slices) {
+      config::RunConfig c = cfg;
+      c.data.seq_len = t;
+      c.data.mqar.num_kv_pairs = n;
+      auto r = evaluate(model, c, dataset, EvalSetup{task, opt.split, opt.batches}, dev, compute);
+      r["seq_len"] = double(t);
+      r["num_kv_pairs"] = double(n);
+      correct += r.at("accuracy") * r.at("queries");
+      queries += r.at("queries");
+      examples += r.at("examples");
+      slice_metrics.push_back(r);
+    }
+    if (slice_metrics.size() == 1) {
+      m = slice_metrics[0];  // exactly the values of the one slice
+    } else {
+      m["accuracy"] = queries > 0 ? correct / queries : 0.0;
+      m["queries"] = queries;
+      m["examples"] = examples;
+    }
+  } else {
+    m = evaluate(model, cfg, dataset, EvalSetup{task, opt.split, opt.batches}, dev, compute);
+  }
 
   fmt::print("checkpoint  {} (step {})\n", path, ck.step);
-  if (task == "mqar")
-    fmt::print("task        mqar (seq_len {}, num_kv_pairs {}, {} test examples)\n",
-               cfg.data.seq_len, cfg.data.mqar.num_kv_pairs, cfg.data.mqar.test_examples);
-  else
+  if (task == "mqar") {
+    fmt::print(
+        "task        mqar ({} test examples per slice, trained at seq_len {}, "
+        "num_kv_pairs {})\n",
+        cfg.data.mqar.test_examples, cfg.data.seq_len, cfg.data.mqar.num_kv_pairs);
+    fmt::print("{:>8} {:>8} {:>10} {:>9}\n", "seq_len", "kv", "accuracy", "queries");
+    for (const auto& r : slice_metrics)
+      fmt::print("{:>8} {:>8} {:>10.4f} {:>9}\n", int64_t(r.at("seq_len")),
+                 int64_t(r.at("num_kv_pairs")), r.at("accuracy"), int64_t(r.at("queries")));
+    fmt::print("{:>17} {:>10.4f} {:>9}\n", "all", m.at("accuracy"), int64_t(m.at("queries")));
+  } else {
     fmt::print("task        ppl on '{}' split of {}\n", opt.split, dataset->file());
-  fmt::print("{:<12}{:>14}\n", "metric", "value");
-  for (const auto& [k, v] : m) fmt::print("{:<12}{:>14.6g}\n", k, v);
+    fmt::print("{:<12}{:>14}\n", "metric", "value");
+    for (const auto& [k, v] : m) fmt::print("{:<12}{:>14.6g}\n", k, v);
+  }
 
   std::vector<std::pair<std::string, std::string>> kv;
   kv.emplace_back("checkpoint", jstr(path));
@@ -834,8 +883,13 @@ int run_eval(const EvalOptions& opt) {
   kv.emplace_back("task", jstr(task));
   kv.emplace_back("split", jstr(task == "mqar" ? "test" : opt.split));
   if (task == "mqar") {
-    kv.emplace_back("seq_len", fmt::format("{}", cfg.data.seq_len));
-    kv.emplace_back("num_kv_pairs", fmt::format("{}", cfg.data.mqar.num_kv_pairs));
+    std::vector<std::string> parts;
+    for (const auto& r : slice_metrics) {
+      std::vector<std::pair<std::string, std::string>> e;
+      for (const auto& [k, v] : r) e.emplace_back(k, jnum(v));
+      parts.push_back(json_line(e));
+    }
+    kv.emplace_back("slices", fmt::format("[{}]", fmt::join(parts, ", ")));
   }
   for (const auto& [k, v] : m) kv.emplace_back(k, jnum(v));
   const std::string out =

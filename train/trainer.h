@@ -34,6 +34,8 @@ struct EvalOptions {
   std::string device = "auto";
   int64_t batches = 0;  // 0: the whole split / test set
   std::string output;   // JSON path; "" : <run dir>/eval_<task>_<split>.json next to the checkpoint
+  // MQAR: "T:KV" slices to evaluate (sequence length, key-value pairs); empty: the run's own.
+  std::vector<std::string> mqar_slices;
 };
 
 struct EvalResult {

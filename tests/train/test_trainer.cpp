@@ -148,6 +148,14 @@ optim: {lr: 1e-2, warmup_steps: 10}
   ASSERT_EQ(e.code, 0) << e.out;
   EXPECT_NE(e.out.find("accuracy"), std::string::npos) << e.out;
   EXPECT_EQ(field(read(p("eval.json")), "accuracy"), field(m.eval[0], "accuracy"));
+  // Several (seq_len, num_kv_pairs) slices in one evaluation.
+  const CmdResult sl =
+      run("eval " + p("run") + " --device cpu --mqar-slices 16:2 32:4 --output " + p("sl.json"));
+  ASSERT_EQ(sl.code, 0) << sl.out;
+  const std::string js = read(p("sl.json"));
+  EXPECT_NE(js.find("\"slices\": [{"), std::string::npos) << js;
+  EXPECT_NE(js.find("\"seq_len\": 32"), std::string::npos) << js;
+  EXPECT_EQ(run("eval " + p("run") + " --device cpu --mqar-slices 16").code, 2);
   const CmdResult i = run("inspect " + p("run"));
   ASSERT_EQ(i.code, 0) << i.out;
   EXPECT_NE(i.out.find("blocks.1.mixer.q_proj.weight"), std::string::npos) << i.out;

@@ -27,7 +27,8 @@ void add_train_command(CLI::App& app) {
   c->add_option("--stop-at-step", opt->stop_at_step,
                 "Stop after this step as if interrupted (no extra checkpoint); for time-boxed "
                 "jobs and resume tests");
-  c->add_flag("--quiet", opt->quiet, "No progress lines (metrics.jsonl and the final result are still written)");
+  c->add_flag("--quiet", opt->quiet,
+              "No progress lines (metrics.jsonl and the final result are still written)");
   c->add_flag("--config-reference", *reference,
               "Print the Markdown reference of every config key and exit");
   c->callback([opt, reference] {
@@ -53,6 +54,10 @@ void add_eval_command(CLI::App& app) {
   c->add_option("--task", opt->task, "ppl or mqar (default: from the run's data.source)");
   c->add_option("--device", opt->device, "auto, cpu or cuda")->capture_default_str();
   c->add_option("--batches", opt->batches, "Batches to evaluate (0: all)")->capture_default_str();
+  c->add_option(
+       "--mqar-slices", opt->mqar_slices,
+       "MQAR slices SEQ_LEN:NUM_KV_PAIRS to evaluate, e.g. 64:4 128:8 (default: the run's)")
+      ->type_name("T:KV");
   c->add_option("--output", opt->output,
                 "Result JSON (default: <run dir>/eval_<task>_<split>.json)");
   c->callback([opt] {
