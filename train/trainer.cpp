@@ -26,6 +26,7 @@
 #include "core/cuda/runtime.h"
 #include "core/logging.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/index.h"
 #include "core/ops/random.h"
 #include "core/ops/reduce.h"
 #include "data/loader.h"
@@ -173,7 +174,37 @@ struct EvalSetup {
   std::string task;  // ppl | mqar
   std::string split;
   int64_t batches = 0;
+  // ppl: when set, receives the mean loss at each position 0..T-1 (loss vs position).
+  std::vector<double>* position_loss = nullptr;
 };
+
+// Per-token losses of one batch: lse_n - logits_n[target_n] (0 where ignored), on the host.
+std::vector<double> token_losses(const Variable& logits, const Tensor& targets_dev) {
+  const int64_t V = logits.size(-1);
+  const Tensor l2 = logits.data().reshape({-1, V});
+  const int64_t N = l2.size(0);
+  CrossEntropyFwdArgs a;
+  a.logits = l2;
+  a.targets = targets_dev.reshape({N});
+  const DType sd = l2.dtype() == DType::F64 ? DType::F64 : DType::F32;
+  a.lse = Tensor::empty({N}, sd, l2.device());
+  a.loss = Tensor::empty({}, sd, l2.device());
+  a.count = Tensor::empty({}, sd, l2.device());
+  a.reduction = LossReduction::Sum;
+  cross_entropy_fwd(a);
+  // Gather logits at the targets (ignored rows gather column 0 and are zeroed below).
+  const auto tg = a.targets.to_vector<int64_t>();
+  std::vector<int64_t> idx(tg.size());
+  for (size_t i = 0; i < tg.size(); ++i) idx[i] = tg[i] == data::kIgnoreIndex ? 0 : tg[i];
+  const Tensor at =
+      ops::gather_dim(l2, 1, Tensor::from_vector(idx, {N, 1}, DType::I64, l2.device()));
+  const auto lse = a.lse.to_vector<double>();
+  const auto picked = at.to_vector<double>();
+  std::vector<double> out(size_t(N), 0.0);
+  for (size_t i = 0; i < out.size(); ++i)
+    if (tg[i] != data::kIgnoreIndex) out[i] = lse[i] - picked[i];
+  return out;
+}
 
 // Bytes of text each token id decodes to (for bits per byte).
 std::vector<double> token_bytes(const data::Tokenizer& tok) {
@@ -224,15 +255,27 @@ std::map<std::string, double> evaluate(nn::LanguageModel& model, const config::R
     data::TokenWindowLoader loader(*dataset, e.split, c.data.batch_size, c.data.seq_len, 0, 0, 1,
                                    /*shuffle=*/false);
     const std::vector<double> bytes = token_bytes(dataset->tokenizer());
+    std::vector<double> pos_sum, pos_count;
     double nats = 0, nbytes = 0;
     int64_t tokens = 0, batches = 0;
     while (!loader.exhausted() && (e.batches == 0 || batches < e.batches)) {
       data::Batch b = loader.next();
       if (b.inputs.numel() == 0) break;
       Variable logits = model.logits(b.inputs.to(dev), ctx);
-      Variable loss =
-          cross_entropy(logits, b.targets.to(dev), data::kIgnoreIndex, LossReduction::Sum);
+      const Tensor targets_dev = b.targets.to(dev);
+      Variable loss = cross_entropy(logits, targets_dev, data::kIgnoreIndex, LossReduction::Sum);
       nats += loss.data().item();
+      if (e.position_loss) {
+        const int64_t T = b.targets.size(1);
+        if (pos_sum.empty()) pos_sum.assign(size_t(T), 0.0), pos_count.assign(size_t(T), 0.0);
+        const auto tl = token_losses(logits, targets_dev);
+        const auto tg = b.targets.to_vector<int64_t>();
+        for (size_t i = 0; i < tl.size(); ++i) {
+          if (tg[i] == data::kIgnoreIndex) continue;
+          pos_sum[i % size_t(T)] += tl[i];
+          pos_count[i % size_t(T)] += 1;
+        }
+      }
       for (int64_t t : b.targets.to_vector<int64_t>()) {
         if (t == data::kIgnoreIndex) continue;
         ++tokens;
@@ -243,6 +286,11 @@ std::map<std::string, double> evaluate(nn::LanguageModel& model, const config::R
     SEQMIX_CHECK_KIND(Data, tokens > 0,
                       "the '{}' split of '{}' is too small for one window of {} tokens", e.split,
                       dataset->file(), c.data.seq_len + 1);
+    if (e.position_loss) {
+      e.position_loss->assign(pos_sum.size(), 0.0);
+      for (size_t i = 0; i < pos_sum.size(); ++i)
+        (*e.position_loss)[i] = pos_count[i] > 0 ? pos_sum[i] / pos_count[i] : 0.0;
+    }
     out["loss"] = nats / double(tokens);
     out["ppl"] = std::exp(out["loss"]);
     out["bpb"] = nats / std::log(2.0) / nbytes;
@@ -783,6 +831,56 @@ std::string resolve_checkpoint(const std::string& target) {
 }
 }  // namespace
 
+// Loss vs position as a self-contained SVG line plot; a dashed line marks the training length.
+std::string position_loss_svg(const std::vector<double>& loss, int64_t train_len,
+                              const std::string& title) {
+  const double W = 720, H = 400, L = 64, R = 20, Tp = 40, Bm = 50;
+  double lo = 1e300, hi = -1e300;
+  for (double v : loss) lo = std::min(lo, v), hi = std::max(hi, v);
+  if (loss.empty()) lo = 0, hi = 1;
+  if (hi - lo < 1e-9) hi = lo + 1;
+  const double n = std::max<double>(1, double(loss.size()) - 1);
+  auto X = [&](double i) { return L + (W - L - R) * i / n; };
+  auto Y = [&](double v) { return Tp + (H - Tp - Bm) * (1 - (v - lo) / (hi - lo)); };
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" "
+      "viewBox=\"0 0 {0} {1}\" font-family=\"sans-serif\" font-size=\"12\">\n"
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      "<text x=\"{2}\" y=\"20\" font-size=\"13\">loss vs position: {3}</text>\n",
+      W, H, L, title);
+  svg += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n", L,
+                     Tp, H - Bm);
+  svg += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/>\n", L,
+                     H - Bm, W - R);
+  for (int k = 0; k <= 4; ++k) {
+    const double v = lo + (hi - lo) * k / 4.0, i = n * k / 4.0;
+    svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.3g}</text>\n", L - 6,
+                       Y(v) + 4, v);
+    svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{:.0f}</text>\n", X(i),
+                       H - Bm + 16, i);
+  }
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">position</text>\n",
+                     (L + W - R) / 2, H - 12);
+  svg += fmt::format(
+      "<text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">loss "
+      "(nats)</text>\n",
+      (Tp + H - Bm) / 2, (Tp + H - Bm) / 2);
+  if (train_len > 0 && double(train_len) < n) {
+    svg += fmt::format(
+        "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"gray\" "
+        "stroke-dasharray=\"4 3\"/>\n<text x=\"{3}\" y=\"{4}\" fill=\"gray\">training length "
+        "{5}</text>\n",
+        X(double(train_len)), Tp, H - Bm, X(double(train_len)) + 4, Tp + 12, train_len);
+  }
+  std::string pts;
+  for (size_t i = 0; i < loss.size(); ++i)
+    pts += fmt::format("{}{:.1f},{:.1f}", i ? " " : "", X(double(i)), Y(loss[i]));
+  svg += fmt::format(
+      "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"{}\"/>\n</svg>\n",
+      pts);
+  return svg;
+}
+
 int run_eval(const EvalOptions& opt) {
   const std::string path = resolve_checkpoint(opt.target);
   const CheckpointData ck = load_checkpoint(path);
@@ -792,6 +890,8 @@ int run_eval(const EvalOptions& opt) {
     overrides.push_back("data.path=" + opt.data);
   }
   config::RunConfig cfg = config::parse_config(ck.config_yaml, path + ":/config", overrides);
+  const int64_t train_seq_len = cfg.data.seq_len;
+  if (opt.seq_len > 0) cfg.data.seq_len = opt.seq_len;
   const std::string task = !opt.task.empty()           ? opt.task
                            : cfg.data.source == "mqar" ? "mqar"
                                                        : "ppl";
@@ -833,7 +933,10 @@ int run_eval(const EvalOptions& opt) {
   SEQMIX_CHECK_KIND(Usage, slices.empty() || task == "mqar",
                     "--mqar-slices needs --task mqar (got '{}')", task);
   if (slices.empty()) slices.emplace_back(cfg.data.seq_len, cfg.data.mqar.num_kv_pairs);
+  SEQMIX_CHECK_KIND(Usage, !opt.per_position || task == "ppl",
+                    "--per-position needs --task ppl (token data)");
   std::map<std::string, double> m;
+  std::vector<double> position_loss;
   std::vector<std::map<std::string, double>> slice_metrics;
   if (task == "mqar") {
     double correct = 0, queries = 0, examples = 0;
@@ -857,7 +960,9 @@ int run_eval(const EvalOptions& opt) {
       m["examples"] = examples;
     }
   } else {
-    m = evaluate(model, cfg, dataset, EvalSetup{task, opt.split, opt.batches}, dev, compute);
+    EvalSetup es{task, opt.split, opt.batches};
+    es.position_loss = opt.per_position ? &position_loss : nullptr;
+    m = evaluate(model, cfg, dataset, es, dev, compute);
   }
 
   fmt::print("checkpoint  {} (step {})\n", path, ck.step);
@@ -900,6 +1005,18 @@ int run_eval(const EvalOptions& opt) {
                 .string();
   write_file_atomic(out, json_line(kv) + "\n");
   fmt::print("wrote {}\n", out);
+  if (opt.per_position) {
+    const std::string stem = out.substr(0, out.size() - (out.ends_with(".json") ? 5 : 0));
+    std::string csv = "position,loss\n";
+    for (size_t i = 0; i < position_loss.size(); ++i)
+      csv += fmt::format("{},{}\n", i, position_loss[i]);
+    write_file_atomic(stem + "_positions.csv", csv);
+    write_file_atomic(
+        stem + "_positions.svg",
+        position_loss_svg(position_loss, train_seq_len,
+                          fmt::format("{} (step {}), '{}' split", path, ck.step, opt.split)));
+    fmt::print("wrote {}_positions.csv and {}_positions.svg\n", stem, stem);
+  }
   return 0;
 }
 

@@ -36,6 +36,8 @@ struct EvalOptions {
   std::string output;   // JSON path; "" : <run dir>/eval_<task>_<split>.json next to the checkpoint
   // MQAR: "T:KV" slices to evaluate (sequence length, key-value pairs); empty: the run's own.
   std::vector<std::string> mqar_slices;
+  int64_t seq_len = 0;        // >0: evaluate at this sequence length (length generalisation)
+  bool per_position = false;  // ppl: also write loss vs position (CSV + SVG plot)
 };
 
 struct EvalResult {

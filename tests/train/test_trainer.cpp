@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -221,6 +222,16 @@ void TrainerE2E::check_resume(const std::string& device, int64_t d_model) {
   EXPECT_NE(e.out.find("ppl"), std::string::npos) << e.out;
   EXPECT_NE(e.out.find("bpb"), std::string::npos) << e.out;
   EXPECT_TRUE(fs::exists(p("full/eval_ppl_val.json")));
+  // Loss vs position beyond the training length (32): CSV rows and an SVG plot.
+  const CmdResult pp = run("eval " + p("full") + " --device cpu --seq-len 48 --per-position " +
+                           "--output " + p("pp.json"));
+  ASSERT_EQ(pp.code, 0) << pp.out;
+  const std::string csv = read(p("pp_positions.csv"));
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 49) << csv;  // header + 48 positions
+  const std::string svg = read(p("pp_positions.svg"));
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("<polyline"), std::string::npos);
+  EXPECT_NE(svg.find("training length 32"), std::string::npos);
 }
 
 #ifndef SEQMIX_TRAINER_GPU

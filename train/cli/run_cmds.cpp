@@ -58,6 +58,11 @@ void add_eval_command(CLI::App& app) {
        "--mqar-slices", opt->mqar_slices,
        "MQAR slices SEQ_LEN:NUM_KV_PAIRS to evaluate, e.g. 64:4 128:8 (default: the run's)")
       ->type_name("T:KV");
+  c->add_option("--seq-len", opt->seq_len,
+                "Evaluate at this sequence length (default: the run's; longer tests length "
+                "generalisation)");
+  c->add_flag("--per-position", opt->per_position,
+              "Token data: also write loss vs position (<output>_positions.csv and .svg)");
   c->add_option("--output", opt->output,
                 "Result JSON (default: <run dir>/eval_<task>_<split>.json)");
   c->callback([opt] {
