@@ -438,7 +438,12 @@ void validate(const RunConfig& c) {
                             near.empty() ? "" : fmt::format("; did you mean '{}'?", near)));
   }
 
-  check_in<std::string>(c, "data.source", c.data.source, {"mqar", "tokens"});
+  check_in<std::string>(
+      c, "data.source", c.data.source,
+      {"tokens", "mqar", "sqar", "set_disjoint", "passkey", "parity", "modadd", "s5"});
+  check_in<std::string>(c, "data.set_disjoint.order", c.data.set_disjoint.order,
+                        {"short_first", "long_first"});
+  check_in<std::string>(c, "data.s5.group", c.data.s5.group, {"s5", "a5"});
   if (c.data.source == "tokens" && c.data.path.empty())
     c.fail("data.path", "data.source is 'tokens' but no data.path is given");
   positive("data.batch_size", c.data.batch_size);

@@ -94,22 +94,110 @@ struct MqarSection {
   }
 };
 
+struct SqarSection {
+  int64_t vocab_size = 8192;
+  int64_t num_kv_pairs = 8;
+  bool random_filler = true;
+  int64_t test_examples = 1000;
+  template <class V>
+  void visit(V& v) {
+    v("vocab_size", vocab_size, "Vocabulary (keys from [1, V/2), values from [V/2, V)).");
+    v("num_kv_pairs", num_kv_pairs, "Key-value pairs before the single query.");
+    v("random_filler", random_filler, "Fill the gap before the query with random tokens.");
+    v("test_examples", test_examples, "Examples in the test set (eval).");
+  }
+};
+
+struct SetDisjointSection {
+  int64_t vocab_size = 256;
+  int64_t short_size = 4;
+  int64_t long_size = 16;
+  std::string order = "short_first";  // short_first | long_first
+  int64_t test_examples = 1000;
+  template <class V>
+  void visit(V& v) {
+    v("vocab_size", vocab_size, "Vocabulary of set elements and markers.");
+    v("short_size", short_size, "Elements of the short set.");
+    v("long_size", long_size, "Elements of the long set.");
+    v("order", order, "short_first or long_first (Just-Read-Twice's two set orders).");
+    v("test_examples", test_examples, "Examples in the test set (eval).");
+  }
+};
+
+struct PasskeySection {
+  int64_t vocab_size = 256;
+  int64_t num_digits = 5;
+  double depth = -1.0;
+  int64_t test_examples = 1000;
+  template <class V>
+  void visit(V& v) {
+    v("vocab_size", vocab_size, "Vocabulary (digits, markers and filler tokens).");
+    v("num_digits", num_digits, "Digits of the passkey to reproduce.");
+    v("depth", depth, "Position of the passkey as a fraction of the context; < 0: uniform.");
+    v("test_examples", test_examples, "Examples in the test set (eval).");
+  }
+};
+
+struct ParitySection {
+  bool separators = false;
+  int64_t test_examples = 1000;
+  template <class V>
+  void visit(V& v) {
+    v("separators", separators, "Separator tokens between bits.");
+    v("test_examples", test_examples, "Examples in the test set (eval).");
+  }
+};
+
+struct ModAddSection {
+  int64_t modulus = 5;
+  int64_t test_examples = 1000;
+  template <class V>
+  void visit(V& v) {
+    v("modulus", modulus, "m: the running sum is taken modulo m.");
+    v("test_examples", test_examples, "Examples in the test set (eval).");
+  }
+};
+
+struct S5Section {
+  std::string group = "s5";  // s5 | a5
+  int64_t test_examples = 1000;
+  template <class V>
+  void visit(V& v) {
+    v("group", group, "s5 (all 120 permutations of 5) or a5 (the 60 even ones).");
+    v("test_examples", test_examples, "Examples in the test set (eval).");
+  }
+};
+
 struct DataSection {
-  std::string source = "mqar";  // mqar | tokens
-  std::string path;             // prepared dataset directory (tokens)
+  std::string source =
+      "mqar";        // mqar | tokens | sqar | set_disjoint | passkey | parity | modadd | s5
+  std::string path;  // prepared dataset directory (tokens)
   int64_t batch_size = 32;
   int64_t seq_len = 256;
   MqarSection mqar;
+  SqarSection sqar;
+  SetDisjointSection set_disjoint;
+  PasskeySection passkey;
+  ParitySection parity;
+  ModAddSection modadd;
+  S5Section s5;
   template <class V>
   void visit(V& v) {
     v("source", source,
-      "mqar (generated in-process from run.seed) or tokens (a `seqmix prepare` dataset).");
+      "tokens (a `seqmix prepare` dataset) or a synthetic task generated in-process from "
+      "run.seed: mqar, sqar, set_disjoint, passkey, parity, modadd, s5 (docs/evaluation.md).");
     v("path", path,
       "Dataset directory written by `seqmix prepare` (source: tokens); relative to the working "
       "directory.");
     v("batch_size", batch_size, "Sequences per optimizer step per process (before accumulation).");
     v("seq_len", seq_len, "Tokens per sequence T.");
     v("mqar", mqar, "MQAR generator settings (source: mqar).");
+    v("sqar", sqar, "Single-query associative recall (source: sqar).");
+    v("set_disjoint", set_disjoint, "Set disjointness (source: set_disjoint).");
+    v("passkey", passkey, "Passkey retrieval (source: passkey).");
+    v("parity", parity, "Running parity (source: parity).");
+    v("modadd", modadd, "Running sum modulo m (source: modadd).");
+    v("s5", s5, "S5 permutation composition (source: s5).");
   }
 };
 

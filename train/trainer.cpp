@@ -31,6 +31,7 @@
 #include "core/ops/reduce.h"
 #include "data/loader.h"
 #include "data/mqar.h"
+#include "data/tasks.h"
 #include "data/token_dataset.h"
 #include "kernels/cross_entropy/cross_entropy.h"
 #include "layers/language_model.h"
@@ -147,6 +148,67 @@ data::MqarConfig mqar_config(const config::RunConfig& c, uint64_t seed) {
   return m;
 }
 
+bool is_synthetic(const config::RunConfig& c) {
+  return c.data.source != "tokens";
+}
+
+// The in-process task source of data.source (everything but token data), from `seed`.
+std::unique_ptr<data::BatchSource> make_task_source(const config::RunConfig& c, uint64_t seed,
+                                                    int64_t batch, int rank, int world) {
+  const std::string& s = c.data.source;
+  const int64_t T = c.data.seq_len;
+  if (s == "mqar")
+    return std::make_unique<data::MqarSource>(mqar_config(c, seed), batch, rank, world);
+  if (s == "sqar") {
+    data::SqarConfig t{c.data.sqar.vocab_size, T, c.data.sqar.num_kv_pairs,
+                       c.data.sqar.random_filler, seed};
+    return std::make_unique<data::SqarSource>(t, batch, rank, world);
+  }
+  if (s == "set_disjoint") {
+    data::SetDisjointConfig t{c.data.set_disjoint.vocab_size,
+                              T,
+                              c.data.set_disjoint.short_size,
+                              c.data.set_disjoint.long_size,
+                              data::parse_set_order(c.data.set_disjoint.order),
+                              seed};
+    return std::make_unique<data::SetDisjointSource>(t, batch, rank, world);
+  }
+  if (s == "passkey") {
+    data::PasskeyConfig t{c.data.passkey.vocab_size, T, c.data.passkey.num_digits,
+                          c.data.passkey.depth, seed};
+    return std::make_unique<data::PasskeySource>(t, batch, rank, world);
+  }
+  if (s == "parity") {
+    data::ParityConfig t{T, c.data.parity.separators, seed};
+    return std::make_unique<data::ParitySource>(t, batch, rank, world);
+  }
+  if (s == "modadd") {
+    data::ModAddConfig t{T, c.data.modadd.modulus, seed};
+    return std::make_unique<data::ModAddSource>(t, batch, rank, world);
+  }
+  if (s == "s5") {
+    data::S5Config t{T, data::parse_perm_group(c.data.s5.group), seed};
+    return std::make_unique<data::S5Source>(t, batch, rank, world);
+  }
+  c.fail("data.source", fmt::format("'{}' is not a synthetic task", s));
+}
+
+int64_t test_examples(const config::RunConfig& c) {
+  const std::string& s = c.data.source;
+  if (s == "mqar") return c.data.mqar.test_examples;
+  if (s == "sqar") return c.data.sqar.test_examples;
+  if (s == "set_disjoint") return c.data.set_disjoint.test_examples;
+  if (s == "passkey") return c.data.passkey.test_examples;
+  if (s == "parity") return c.data.parity.test_examples;
+  if (s == "modadd") return c.data.modadd.test_examples;
+  return c.data.s5.test_examples;
+}
+
+// How a task's accuracy is named in the final line ("MQAR accuracy", "parity accuracy").
+std::string task_title(const std::string& source) {
+  return source == "mqar" ? "MQAR" : source == "sqar" ? "SQAR" : source;
+}
+
 struct DataSources {
   std::shared_ptr<data::TokenDataset> dataset;  // tokens only
   std::unique_ptr<data::BatchSource> train;
@@ -155,10 +217,10 @@ struct DataSources {
 
 DataSources make_train_data(const config::RunConfig& c, int rank, int world) {
   DataSources d;
-  if (c.data.source == "mqar") {
-    d.train = std::make_unique<data::MqarSource>(
-        mqar_config(c, stream_seed(c.run.seed, kMqarTrain)), c.data.batch_size, rank, world);
-    d.vocab = c.data.mqar.vocab_size;
+  if (is_synthetic(c)) {
+    d.train =
+        make_task_source(c, stream_seed(c.run.seed, kMqarTrain), c.data.batch_size, rank, world);
+    d.vocab = d.train->vocab_size();
   } else {
     d.dataset = std::make_shared<data::TokenDataset>(c.data.path);
     d.train = std::make_unique<data::TokenWindowLoader>(
@@ -171,7 +233,7 @@ DataSources make_train_data(const config::RunConfig& c, int rank, int world) {
 
 // --------------------------------------------------------------------------- evaluation
 struct EvalSetup {
-  std::string task;  // ppl | mqar
+  std::string task;  // ppl, or the synthetic task (accuracy at labelled positions)
   std::string split;
   int64_t batches = 0;
   // ppl: when set, receives the mean loss at each position 0..T-1 (loss vs position).
@@ -224,10 +286,11 @@ std::map<std::string, double> evaluate(nn::LanguageModel& model, const config::R
   model.train(false);
   nn::ForwardContext ctx{compute, false, nullptr};
   std::map<std::string, double> out;
-  if (e.task == "mqar") {
-    const int64_t n = c.data.mqar.test_examples;
-    data::MqarSource src(mqar_config(c, stream_seed(c.run.seed, kMqarTest)), c.data.batch_size, 0,
-                         1);
+  if (e.task != "ppl") {
+    const int64_t n = test_examples(c);
+    const auto src_ptr =
+        make_task_source(c, stream_seed(c.run.seed, kMqarTest), c.data.batch_size, 0, 1);
+    data::BatchSource& src = *src_ptr;
     int64_t correct = 0, total = 0, batches = 0;
     for (int64_t seen = 0; seen < n; seen += c.data.batch_size) {
       if (e.batches > 0 && batches >= e.batches) break;
@@ -607,7 +670,7 @@ int run_train(const TrainOptions& opt) {
   };
 
   auto run_eval_at = [&](int64_t at_step) {
-    EvalSetup e{cfg.data.source == "mqar" ? "mqar" : "ppl", "val", cfg.train.eval_batches};
+    EvalSetup e{is_synthetic(cfg) ? cfg.data.source : "ppl", "val", cfg.train.eval_batches};
     const auto m = evaluate(model, cfg, data.dataset, e, dev, compute);
     std::vector<std::pair<std::string, std::string>> kv{{"step", fmt::format("{}", at_step)},
                                                         {"split", jstr("val")}};
@@ -728,8 +791,8 @@ int run_train(const TrainOptions& opt) {
     const auto m = finished_early ? final_eval : run_eval_at(step);
     if (root) {  // the final result is printed even with --quiet
       if (m.count("accuracy"))
-        fmt::print("final MQAR accuracy: {:.4f} ({} queries)\n", m.at("accuracy"),
-                   int64_t(m.at("queries")));
+        fmt::print("final {} accuracy: {:.4f} ({} queries)\n", task_title(cfg.data.source),
+                   m.at("accuracy"), int64_t(m.at("queries")));
       else
         fmt::print("final val loss {:.4f} | ppl {:.3f} | bits/byte {:.4f}\n", m.at("loss"),
                    m.at("ppl"), m.at("bpb"));
@@ -746,9 +809,10 @@ int run_bench_train(const BenchTrainOptions& opt) {
                     "bench train: --steps must be > 0 and --warmup >= 1");
   const Device dev = resolve_device(opt.device == "auto" ? cfg.train.device : opt.device);
   const DType compute = dev.is_cuda() && cfg.train.precision == "bf16" ? DType::BF16 : DType::F32;
-  const int64_t vocab = cfg.model.vocab_size > 0
-                            ? cfg.model.vocab_size
-                            : (cfg.data.source == "mqar" ? cfg.data.mqar.vocab_size : 256);
+  const int64_t vocab =
+      cfg.model.vocab_size > 0
+          ? cfg.model.vocab_size
+          : (is_synthetic(cfg) ? make_task_source(cfg, 0, 1, 0, 1)->vocab_size() : 256);
   nn::LanguageModel model(lm_config(cfg, vocab));
   model.to(dev);
   model.train(true);
@@ -892,18 +956,19 @@ int run_eval(const EvalOptions& opt) {
   config::RunConfig cfg = config::parse_config(ck.config_yaml, path + ":/config", overrides);
   const int64_t train_seq_len = cfg.data.seq_len;
   if (opt.seq_len > 0) cfg.data.seq_len = opt.seq_len;
-  const std::string task = !opt.task.empty()           ? opt.task
-                           : cfg.data.source == "mqar" ? "mqar"
-                                                       : "ppl";
-  SEQMIX_CHECK_KIND(Usage, task == "ppl" || task == "mqar", "--task must be ppl or mqar, got '{}'",
-                    task);
+  const std::string task = !opt.task.empty()   ? opt.task
+                           : is_synthetic(cfg) ? cfg.data.source
+                                               : "ppl";
+  SEQMIX_CHECK_KIND(Usage, task == "ppl" || (task == cfg.data.source && is_synthetic(cfg)),
+                    "--task must be ppl (with token data) or the run's task '{}', got '{}'",
+                    cfg.data.source, task);
   SEQMIX_CHECK_KIND(Usage, opt.split == "val" || opt.split == "test" || opt.split == "train",
                     "--split must be val, test or train, got '{}'", opt.split);
   const Device dev = resolve_device(opt.device);
   const DType compute = dev.is_cuda() && cfg.train.precision == "bf16" ? DType::BF16 : DType::F32;
 
   std::shared_ptr<data::TokenDataset> dataset;
-  int64_t vocab = cfg.data.mqar.vocab_size;
+  int64_t vocab = is_synthetic(cfg) ? make_task_source(cfg, 0, 1, 0, 1)->vocab_size() : 0;
   if (task == "ppl") {
     SEQMIX_CHECK_KIND(Usage, cfg.data.source == "tokens",
                       "--task ppl needs token data: pass --data DIR (a `seqmix prepare` output)");
@@ -964,6 +1029,7 @@ int run_eval(const EvalOptions& opt) {
     es.position_loss = opt.per_position ? &position_loss : nullptr;
     m = evaluate(model, cfg, dataset, es, dev, compute);
   }
+  const bool accuracy_task = task != "ppl";
 
   fmt::print("checkpoint  {} (step {})\n", path, ck.step);
   if (task == "mqar") {
@@ -976,6 +1042,11 @@ int run_eval(const EvalOptions& opt) {
       fmt::print("{:>8} {:>8} {:>10.4f} {:>9}\n", int64_t(r.at("seq_len")),
                  int64_t(r.at("num_kv_pairs")), r.at("accuracy"), int64_t(r.at("queries")));
     fmt::print("{:>17} {:>10.4f} {:>9}\n", "all", m.at("accuracy"), int64_t(m.at("queries")));
+  } else if (accuracy_task) {
+    fmt::print("task        {} (seq_len {}, {} test examples)\n", task, cfg.data.seq_len,
+               test_examples(cfg));
+    fmt::print("{:<12}{:>14}\n", "metric", "value");
+    for (const auto& [k, v] : m) fmt::print("{:<12}{:>14.6g}\n", k, v);
   } else {
     fmt::print("task        ppl on '{}' split of {}\n", opt.split, dataset->file());
     fmt::print("{:<12}{:>14}\n", "metric", "value");
@@ -986,7 +1057,7 @@ int run_eval(const EvalOptions& opt) {
   kv.emplace_back("checkpoint", jstr(path));
   kv.emplace_back("step", fmt::format("{}", ck.step));
   kv.emplace_back("task", jstr(task));
-  kv.emplace_back("split", jstr(task == "mqar" ? "test" : opt.split));
+  kv.emplace_back("split", jstr(accuracy_task ? "test" : opt.split));
   if (task == "mqar") {
     std::vector<std::string> parts;
     for (const auto& r : slice_metrics) {
@@ -1001,7 +1072,7 @@ int run_eval(const EvalOptions& opt) {
       !opt.output.empty()
           ? opt.output
           : (fs::path(path).parent_path().parent_path() /
-             fmt::format("eval_{}_{}.json", task, task == "mqar" ? "test" : opt.split))
+             fmt::format("eval_{}_{}.json", task, accuracy_task ? "test" : opt.split))
                 .string();
   write_file_atomic(out, json_line(kv) + "\n");
   fmt::print("wrote {}\n", out);

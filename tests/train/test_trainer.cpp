@@ -262,6 +262,48 @@ optim: {lr: 1e-2, warmup_steps: 10}
   EXPECT_NE(r.out.find("final MQAR accuracy"), std::string::npos) << r.out;
 }
 
+// Each synthetic task (docs/evaluation.md) trains a tiny attention model above chance on the CPU
+// (set disjointness is not here: this model stays at chance on it within a test's budget).
+TEST_F(TrainerE2E, SyntheticTasksTrainAboveChance) {
+  const std::string cfg = write("task.yaml", R"(
+run: {seed: 3}
+model:
+  d_model: 32
+  layers: {pattern: "A", repeat: 2}
+  mixers: {A: {type: attention, n_heads: 1}}
+data: {batch_size: 16, seq_len: 24}
+train: {steps: 150, log_every: 50, device: cpu}
+optim: {lr: 3e-3, warmup_steps: 10}
+)");
+  struct Task {
+    const char* name;
+    const char* sets;
+    double chance, above;  // chance level, and the accuracy the test requires (> chance)
+  };
+  for (const Task& t : {
+           Task{"sqar", "--set data.sqar.vocab_size=32 --set data.sqar.num_kv_pairs=2", 1.0 / 16,
+                0.1},
+           Task{"passkey", "--set data.passkey.vocab_size=32 --set data.passkey.num_digits=2", 0.1,
+                0.2},
+           Task{"parity", "--set data.seq_len=8", 0.5, 0.56},
+           Task{"modadd", "--set data.seq_len=8", 0.2, 0.3},
+           Task{"s5", "", 1.0 / 120, 0.02},
+       }) {
+    const std::string dir = p(std::string("run_") + t.name);
+    const CmdResult r =
+        run("train " + cfg + " --quiet --run-dir " + dir + " --set data.source=" + t.name +
+            " --set data." + t.name + ".test_examples=128 " + t.sets);
+    ASSERT_EQ(r.code, 0) << t.name << ": " << r.out;
+    const Metrics m = read_metrics(dir + "/metrics.jsonl");
+    ASSERT_FALSE(m.eval.empty()) << t.name;
+    const double acc = std::stod(field(m.eval.back(), "accuracy"));
+    EXPECT_GT(acc, t.above) << t.name << " accuracy " << acc << ", chance " << t.chance;
+    const CmdResult e = run("eval " + dir + " --device cpu");
+    EXPECT_EQ(e.code, 0) << e.out;
+    EXPECT_NE(e.out.find(std::string("task        ") + t.name), std::string::npos) << e.out;
+  }
+}
+
 TEST_F(TrainerE2E, ErrorsHaveTheDocumentedCodes) {
   const std::string data = make_dataset();
   const std::string cfg = write("tok.yaml", token_config(data));
