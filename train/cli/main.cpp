@@ -13,6 +13,7 @@
 #include "train/cli/launch_cmd.h"
 #include "train/cli/prepare_cmd.h"
 #include "train/cli/run_cmds.h"
+#include "train/cli/sweep_cmd.h"
 
 namespace {
 
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   seqmix::cli::add_bench_command(app);
   seqmix::cli::add_inspect_command(app);
   seqmix::cli::add_launch_command(app);
+  seqmix::cli::add_sweep_command(app);
 
   try {
     try {
