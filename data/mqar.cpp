@@ -12,26 +12,6 @@
 
 namespace seqmix::data {
 
-namespace {
-
-// `n` distinct integers uniform from [lo, lo + range), in uniformly random order: Floyd's
-// algorithm picks the set in O(n) draws, a Fisher-Yates pass randomises the order.
-void sample_distinct(PhiloxStream& s, int64_t lo, int64_t range, int64_t n, int64_t* out) {
-  std::unordered_set<int64_t> chosen;
-  chosen.reserve(size_t(n) * 2);
-  int64_t k = 0;
-  for (int64_t j = range - n; j < range; ++j) {
-    const int64_t t = int64_t(s.below(uint64_t(j) + 1));
-    const int64_t pick = chosen.count(t) ? j : t;
-    chosen.insert(pick);
-    out[k++] = pick;
-  }
-  for (int64_t i = n - 1; i > 0; --i) std::swap(out[i], out[int64_t(s.below(uint64_t(i) + 1))]);
-  for (int64_t i = 0; i < n; ++i) out[i] += lo;
-}
-
-}  // namespace
-
 void validate(const MqarConfig& c) {
   SEQMIX_CHECK_KIND(Config, c.vocab_size >= 4, "mqar.vocab_size must be >= 4, got {}",
                     c.vocab_size);

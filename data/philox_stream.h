@@ -5,6 +5,8 @@
 // multiply-shift with rejection), doubles use 53 random bits. Host code only.
 #pragma once
 #include <cstdint>
+#include <unordered_set>
+#include <utility>
 
 #include "core/rng.h"
 
@@ -51,5 +53,21 @@ class PhiloxStream {
   rng::U32x4 buf_{};
   int lane_ = 4;
 };
+
+// `n` distinct integers uniform from [lo, lo + range), in uniformly random order: Floyd's
+// algorithm picks the set in O(n) draws, a Fisher-Yates pass randomises the order.
+inline void sample_distinct(PhiloxStream& s, int64_t lo, int64_t range, int64_t n, int64_t* out) {
+  std::unordered_set<int64_t> chosen;
+  chosen.reserve(size_t(n) * 2);
+  int64_t k = 0;
+  for (int64_t j = range - n; j < range; ++j) {
+    const int64_t t = int64_t(s.below(uint64_t(j) + 1));
+    const int64_t pick = chosen.count(t) ? j : t;
+    chosen.insert(pick);
+    out[k++] = pick;
+  }
+  for (int64_t i = n - 1; i > 0; --i) std::swap(out[i], out[int64_t(s.below(uint64_t(i) + 1))]);
+  for (int64_t i = 0; i < n; ++i) out[i] += lo;
+}
 
 }  // namespace seqmix::data

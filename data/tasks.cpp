@@ -8,26 +8,11 @@
 #include <utility>
 
 #include "core/check.h"
+#include "data/philox_stream.h"
 
 namespace seqmix::data {
 
 namespace {
-
-// `n` distinct integers uniform from [lo, lo + range), in uniformly random order (Floyd's
-// algorithm for the set, then a Fisher-Yates pass for the order).
-void distinct_uniform(PhiloxStream& s, int64_t lo, int64_t range, int64_t n, int64_t* out) {
-  std::unordered_set<int64_t> chosen;
-  chosen.reserve(size_t(n) * 2);
-  int64_t k = 0;
-  for (int64_t j = range - n; j < range; ++j) {
-    const int64_t t = int64_t(s.below(uint64_t(j) + 1));
-    const int64_t pick = chosen.count(t) ? j : t;
-    chosen.insert(pick);
-    out[k++] = pick;
-  }
-  for (int64_t i = n - 1; i > 0; --i) std::swap(out[i], out[int64_t(s.below(uint64_t(i) + 1))]);
-  for (int64_t i = 0; i < n; ++i) out[i] += lo;
-}
 
 int64_t draw(PhiloxStream& s, int64_t lo, int64_t hi) {  // uniform in [lo, hi)
   return lo + int64_t(s.below(uint64_t(hi - lo)));
@@ -124,8 +109,8 @@ SqarSource::SqarSource(const SqarConfig& cfg, int64_t batch_size, int rank, int 
 void SqarSource::fill(PhiloxStream& s, int64_t* in, int64_t* tg) const {
   const int64_t V = cfg_.vocab_size, T = cfg_.seq_len, n = cfg_.num_kv_pairs;
   std::vector<int64_t> keys(static_cast<size_t>(n)), values(static_cast<size_t>(n));
-  distinct_uniform(s, 1, V / 2 - 1, n, keys.data());
-  distinct_uniform(s, V / 2, V - V / 2, n, values.data());
+  sample_distinct(s, 1, V / 2 - 1, n, keys.data());
+  sample_distinct(s, V / 2, V - V / 2, n, values.data());
   for (int64_t i = 0; i < n; ++i) {
     in[2 * i] = keys[size_t(i)];
     in[2 * i + 1] = values[size_t(i)];
@@ -191,7 +176,7 @@ void SetDisjointSource::fill(PhiloxStream& s, int64_t* in, int64_t* tg) const {
   const bool disjoint = s.below(2) == 0;
   // First set at [0, a), separator at a, second set at [a + 1, a + 1 + b), query after it.
   std::vector<int64_t> elems(static_cast<size_t>(a + b));
-  distinct_uniform(s, kSetFirstElement, V - kSetFirstElement, a + b, elems.data());
+  sample_distinct(s, kSetFirstElement, V - kSetFirstElement, a + b, elems.data());
   if (!disjoint) {
     const int64_t dst = draw(s, 0, b), src = draw(s, 0, a);
     elems[size_t(a + dst)] = elems[size_t(src)];

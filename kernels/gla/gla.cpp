@@ -10,6 +10,7 @@
 #include "autograd/function.h"
 #include "core/check.h"
 #include "core/ops/common.h"
+#include "kernels/common/validate.h"
 #include "kernels/gla/gla.h"
 
 namespace seqmix {
@@ -30,12 +31,7 @@ bool gated(GlaGate g) {
 // Optional tensors (outputs, gradients, h0, ...) must match `shape`/`dtype`, be contiguous and
 // live on `dev`.
 void check_like(const char* name, const Tensor& t, const Shape& shape, DType dtype, Device dev) {
-  if (!t.defined()) return;
-  ops::check_shape(kOp, name, t, shape);
-  ops::check_dtype(kOp, name, t, dtype);
-  SEQMIX_CHECK(t.is_contiguous(), "{}: '{}' must be contiguous", kOp, name);
-  SEQMIX_CHECK(t.device() == dev, "{}: '{}' is on {} but q is on {}", kOp, name, t.device().str(),
-               dev.str());
+  check_optional_like(kOp, name, t, shape, dtype, dev, "q");
 }
 
 struct Dims {
@@ -75,24 +71,7 @@ Dims validate_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Te
                "{}: scale must be finite and >= 0 (0 = 1/sqrt(K)), got {}", kOp, scale);
   // Packed sequences.
   d.n = d.b;
-  if (cu.defined()) {
-    SEQMIX_CHECK(cu.dim() == 1 && cu.size(0) >= 2,
-                 "{}: 'cu_seqlens' must be 1-d [N + 1] with N >= 1, got {}", kOp, cu.shape_str());
-    ops::check_dtype(kOp, "cu_seqlens", cu, DType::I64);
-    SEQMIX_CHECK(cu.is_contiguous(), "{}: 'cu_seqlens' must be contiguous", kOp);
-    SEQMIX_CHECK(cu.device() == d.dev, "{}: 'cu_seqlens' is on {} but q is on {}", kOp,
-                 cu.device().str(), d.dev.str());
-    SEQMIX_CHECK(d.b == 1, "{}: packed sequences ('cu_seqlens') need B = 1, got q {}", kOp,
-                 q.shape_str());
-    const std::vector<int64_t> c = cu.to_vector<int64_t>();
-    SEQMIX_CHECK(c.front() == 0, "{}: 'cu_seqlens' must start at 0, got {}", kOp, c.front());
-    for (size_t i = 1; i < c.size(); ++i)
-      SEQMIX_CHECK(c[i] >= c[i - 1], "{}: 'cu_seqlens' must be non-decreasing, got {} then {}", kOp,
-                   c[i - 1], c[i]);
-    SEQMIX_CHECK(c.back() == d.t, "{}: 'cu_seqlens' must end at T = {}, got {}", kOp, d.t,
-                 c.back());
-    d.n = int64_t(c.size()) - 1;
-  }
+  if (cu.defined()) d.n = check_cu_seqlens(kOp, cu, d.dev, d.b, d.t, "q");
   // Gates.
   const DType sd = state_dtype(dt);
   switch (gate) {

@@ -8,6 +8,7 @@
 #include "autograd/function.h"
 #include "core/check.h"
 #include "core/ops/common.h"
+#include "kernels/common/validate.h"
 #include "kernels/short_conv/short_conv.h"
 
 namespace seqmix {
@@ -18,12 +19,7 @@ constexpr const char* kOp = "short_conv";
 // Optional tensors (states, outputs, gradients) must match `shape`/`dtype`, be contiguous, on
 // `dev`.
 void check_like(const char* name, const Tensor& t, const Shape& shape, DType dtype, Device dev) {
-  if (!t.defined()) return;
-  ops::check_shape(kOp, name, t, shape);
-  ops::check_dtype(kOp, name, t, dtype);
-  SEQMIX_CHECK(t.is_contiguous(), "{}: '{}' must be contiguous", kOp, name);
-  SEQMIX_CHECK(t.device() == dev, "{}: '{}' is on {} but x is on {}", kOp, name, t.device().str(),
-               dev.str());
+  check_optional_like(kOp, name, t, shape, dtype, dev, "x");
 }
 
 // A parameter (weight, bias, or their gradients): f32 or x's dtype, contiguous, on `dev`.
@@ -55,23 +51,7 @@ int64_t check_common(const Tensor& x, const Tensor& weight, const Tensor& bias,
   check_param("weight", weight, {c, w}, x.dtype(), dev);
   check_param("bias", bias, {c}, x.dtype(), dev);
   int64_t n = b;
-  if (cu.defined()) {
-    SEQMIX_CHECK(cu.dim() == 1 && cu.size(0) >= 2,
-                 "{}: 'cu_seqlens' must be 1-d [N + 1] with N >= 1, got {}", kOp, cu.shape_str());
-    ops::check_dtype(kOp, "cu_seqlens", cu, DType::I64);
-    SEQMIX_CHECK(cu.device() == dev, "{}: 'cu_seqlens' is on {} but x is on {}", kOp,
-                 cu.device().str(), dev.str());
-    SEQMIX_CHECK(b == 1, "{}: with 'cu_seqlens' the batch of 'x' must be 1 (packed), got {}", kOp,
-                 x.shape_str());
-    n = cu.size(0) - 1;
-    const std::vector<int64_t> o = cu.contiguous().to_vector<int64_t>();
-    SEQMIX_CHECK(o.front() == 0 && o.back() == t,
-                 "{}: 'cu_seqlens' must start at 0 and end at T={}, got {} .. {}", kOp, t,
-                 o.front(), o.back());
-    for (size_t i = 1; i < o.size(); ++i)
-      SEQMIX_CHECK(o[i] >= o[i - 1], "{}: 'cu_seqlens' must be non-decreasing, got {} then {}", kOp,
-                   o[i - 1], o[i]);
-  }
+  if (cu.defined()) n = check_cu_seqlens(kOp, cu, dev, b, t, "x");
   check_like("state0", state0, {n, w - 1, c}, x.dtype(), dev);
   return n;
 }
