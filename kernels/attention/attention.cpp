@@ -8,7 +8,6 @@
 #include "core/check.h"
 #include "core/ops/common.h"
 #include "kernels/attention/attention.h"
-#include "kernels/common/validate.h"
 
 namespace seqmix {
 
@@ -26,7 +25,12 @@ void check_4d(const char* name, const Tensor& t) {
 
 // Optional tensors (outputs, gradients) must match `shape`/`dtype`, be contiguous and on `dev`.
 void check_like(const char* name, const Tensor& t, const Shape& shape, DType dtype, Device dev) {
-  check_optional_like(kOp, name, t, shape, dtype, dev, "q");
+  if (!t.defined()) return;
+  ops::check_shape(kOp, name, t, shape);
+  ops::check_dtype(kOp, name, t, dtype);
+  SEQMIX_CHECK(t.is_contiguous(), "{}: '{}' must be contiguous", kOp, name);
+  SEQMIX_CHECK(t.device() == dev, "{}: '{}' is on {} but q is on {}", kOp, name, t.device().str(),
+               dev.str());
 }
 
 // Shapes, dtypes, devices and options shared by forward and backward. Returns q's device.
