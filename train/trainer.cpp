@@ -762,9 +762,15 @@ int run_train(const TrainOptions& opt) {
         logs::info("accuracy {:.4f} >= train.stop_at_accuracy {}: stopping at step {}",
                    final_eval.at("accuracy"), cfg.train.stop_at_accuracy, step);
     }
-    // Every rank stops at the same step (a signal may reach the ranks at different steps).
-    const bool interrupted =
-        world > 1 ? comm->all_reduce_flag(g_signal.load() != 0) : g_signal.load() != 0;
+    // Every rank stops at the same step (a signal may reach the ranks at different steps). The
+    // agreement synchronises the host, so data-parallel runs take it only at log and checkpoint
+    // steps: a signal stops the run within train.log_every steps.
+    const bool agree_now =
+        step % cfg.train.log_every == 0 || last ||
+        (cfg.train.checkpoint_every > 0 && step % cfg.train.checkpoint_every == 0);
+    const bool interrupted = world == 1  ? g_signal.load() != 0
+                             : agree_now ? comm->all_reduce_flag(g_signal.load() != 0)
+                                         : false;
     if ((cfg.train.checkpoint_every > 0 && step % cfg.train.checkpoint_every == 0) || last ||
         interrupted || early_stop)
       save(step);
