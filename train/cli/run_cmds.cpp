@@ -46,12 +46,15 @@ void add_train_command(CLI::App& app) {
 void add_eval_command(CLI::App& app) {
   auto opt = std::make_shared<train::EvalOptions>();
   CLI::App* c = app.add_subcommand(
-      "eval", "Evaluate a run or checkpoint: perplexity on token data, accuracy on MQAR");
+      "eval",
+      "Evaluate a run or checkpoint: perplexity on token data, accuracy on synthetic tasks");
   c->add_option("target", opt->target, "Run directory (its latest checkpoint) or checkpoint file")
       ->required();
   c->add_option("--data", opt->data, "Dataset directory (default: the run's data.path)");
   c->add_option("--split", opt->split, "val, test or train (ppl)")->capture_default_str();
-  c->add_option("--task", opt->task, "ppl or mqar (default: from the run's data.source)");
+  c->add_option(
+      "--task", opt->task,
+      "ppl (token data) or the run's synthetic task (default: from the run's data.source)");
   c->add_option("--device", opt->device, "auto, cpu or cuda")->capture_default_str();
   c->add_option("--batches", opt->batches, "Batches to evaluate (0: all)")->capture_default_str();
   c->add_option(
