@@ -24,6 +24,7 @@
 #include "layers/mixers/mamba2.h"
 #include "layers/mixers/mixer.h"
 #include "layers/mixers/retnet.h"
+#include "tests/layers/overfit.h"
 #include "tests/testing/testing.h"
 
 using namespace seqmix;
@@ -548,38 +549,11 @@ TEST(MixersCpu, TinyModelOverfitsOneBatch) {
     c.mlp_hidden = 64;
     c.init_seed = tu::next_seed();
     LanguageModel m(c);
-    const Tensor tokens = tu::randint({4, 16}, 0, 16), targets = tu::randint({4, 16}, 0, 16);
-    tokens.narrow(1, 0, 1).copy_(Tensor::arange(4, DType::I64).view({4, 1}));
-    const auto params = m.parameters();
-    std::vector<std::vector<float>> mom(params.size()), var(params.size());
-    for (size_t i = 0; i < params.size(); ++i) {
-      mom[i].assign(size_t(params[i].numel()), 0.f);
-      var[i].assign(size_t(params[i].numel()), 0.f);
-    }
-    const float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f;
-    double first = 0, last = 0;
-    int step = 0;
-    for (step = 1; step <= 500; ++step) {
-      for (const Variable& p : params) p.zero_grad();
-      const Variable loss = m.loss(tokens, targets, ForwardContext{});
-      last = loss.data().item();
-      if (step == 1) first = last;
-      if (last < 0.05) break;
-      loss.backward();
-      const float c1 = 1 - std::pow(b1, float(step)), c2 = 1 - std::pow(b2, float(step));
-      for (size_t i = 0; i < params.size(); ++i) {
-        float* w = params[i].data().data<float>();
-        const auto g = params[i].grad().to_vector<float>();
-        for (size_t j = 0; j < g.size(); ++j) {
-          mom[i][j] = b1 * mom[i][j] + (1 - b1) * g[j];
-          var[i][j] = b2 * var[i][j] + (1 - b2) * g[j] * g[j];
-          w[j] -= lr * (mom[i][j] / c1) / (std::sqrt(var[i][j] / c2) + 1e-8f);
-        }
-      }
-    }
-    std::printf("overfit %s: loss %.3f -> %.4f in %d steps\n", s.type.c_str(), first, last, step);
-    EXPECT_NEAR(first, std::log(16.0), 0.15);
-    EXPECT_LT(last, 0.1) << "after " << step << " steps";
+    const tu::OverfitResult r = tu::overfit_one_batch(m, 16, 500);
+    std::printf("overfit %s: loss %.3f -> %.4f in %d steps\n", s.type.c_str(), r.first, r.last,
+                r.steps);
+    EXPECT_NEAR(r.first, std::log(16.0), 0.15);
+    EXPECT_LT(r.last, 0.1) << "after " << r.steps << " steps";
   }
 }
 
