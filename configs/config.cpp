@@ -417,6 +417,9 @@ void validate(const RunConfig& c) {
   positive("model.d_model", c.model.d_model);
   positive("model.layers.repeat", c.model.layers.repeat);
   non_negative("model.mlp_hidden", c.model.mlp_hidden);
+  if (c.model.short_conv != 0 && (c.model.short_conv < 2 || c.model.short_conv > 4))
+    c.fail("model.short_conv",
+           fmt::format("must be 0 (none) or a width in 2..4, got {}", c.model.short_conv));
   positive("model.norm_eps", c.model.norm_eps);
   if (!(c.model.dropout >= 0 && c.model.dropout < 1))
     c.fail("model.dropout", fmt::format("must be in [0, 1), got {}", c.model.dropout));

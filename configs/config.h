@@ -57,6 +57,7 @@ struct ModelSection {
   std::map<std::string, MixerConfig> mixers;
   bool mlp = true;
   int64_t mlp_hidden = 0;
+  int64_t short_conv = 0;
   double norm_eps = 1e-5;
   bool tie_embeddings = true;
   double dropout = 0.0;
@@ -71,6 +72,9 @@ struct ModelSection {
       "Named mixer specs: NAME: {type: attention|..., <options>}; see docs/mixers.md.");
     v("mlp", mlp, "SwiGLU MLP after each mixer (false: mixer-only blocks, as in Zoology).");
     v("mlp_hidden", mlp_hidden, "SwiGLU hidden width; 0: 8/3 d_model rounded up to 64.");
+    v("short_conv", short_conv,
+      "Width (2-4) of a causal depthwise conv on each block's normalised mixer input, as in "
+      "Zoology's MQAR models; 0: none.");
     v("norm_eps", norm_eps, "RMSNorm epsilon.");
     v("tie_embeddings", tie_embeddings, "Share the embedding matrix with the LM head.");
     v("dropout", dropout, "Dropout probability on embeddings and residual branches.");

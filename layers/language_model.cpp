@@ -8,7 +8,9 @@
 #include "core/check.h"
 #include "kernels/cross_entropy/cross_entropy.h"
 #include "kernels/dropout/dropout.h"
+#include "kernels/short_conv/short_conv.h"
 #include "layers/init.h"
+#include "layers/mixers/linear_rnn_util.h"
 
 namespace seqmix::nn {
 
@@ -33,6 +35,15 @@ Block::Block(const LmConfig& cfg, int64_t layer, int64_t n_layers) : dropout_(cf
   const uint64_t seed = derive_seed(cfg.init_seed, kBlockKeyBase + uint64_t(layer));
   const double out_scale = 1.0 / std::sqrt(2.0 * double(n_layers));
   mixer_norm_ = register_module("mixer_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
+  if (cfg.short_conv > 0) {
+    // PyTorch's default Conv1d init U(-1/sqrt(W), 1/sqrt(W)) (depthwise: fan_in = W).
+    const double cb = 1.0 / std::sqrt(double(cfg.short_conv));
+    conv_weight_ = register_parameter(
+        "conv_weight", init_uniform({cfg.d_model, cfg.short_conv}, -cb, cb, derive_seed(seed, 2)),
+        false);
+    conv_bias_ = register_parameter(
+        "conv_bias", init_uniform({cfg.d_model}, -cb, cb, derive_seed(seed, 3)), false);
+  }
   mixer_ = register_module(
       "mixer", make_mixer(cfg.d_model, cfg.layers.at(size_t(layer)), derive_seed(seed, 0)));
   // Mixers draw with kMixerInitStd; bring them to the model's init_std (and scale outputs).
@@ -56,7 +67,10 @@ Variable Block::branch_dropout(const Variable& y, const ForwardContext& ctx) con
 }
 
 Variable Block::forward(const Variable& x, const ForwardContext& ctx) {
-  Variable h = add(x, branch_dropout(mixer_->forward(mixer_norm_->forward(x), ctx), ctx));
+  Variable u = mixer_norm_->forward(x);
+  if (conv_weight_.defined())
+    u = short_conv(u, conv_weight_, conv_bias_, Variable(), Tensor(), /*silu=*/false).first;
+  Variable h = add(x, branch_dropout(mixer_->forward(u, ctx), ctx));
   if (mlp_) h = add(h, branch_dropout(mlp_->forward(mlp_norm_->forward(h)), ctx));
   return h;
 }

@@ -24,6 +24,9 @@ struct LmConfig {
   std::vector<MixerSpec> layers;  // one entry per layer (the config expands patterns)
   bool mlp = true;
   int64_t mlp_hidden = 0;  // 0: SwiGLU hidden = 8/3 d rounded up to a multiple of 64
+  // Width of a causal depthwise convolution applied to the normalised mixer input in every
+  // block (Zoology's MQAR models put a short convolution before each sequence mixer); 0: none.
+  int64_t short_conv = 0;
   double norm_eps = 1e-5;
   bool tie_embeddings = true;
   double dropout = 0.0;
@@ -46,6 +49,7 @@ class Block : public Module {
   std::shared_ptr<RMSNorm> mixer_norm_, mlp_norm_;
   std::shared_ptr<Mixer> mixer_;
   std::shared_ptr<SwiGLU> mlp_;
+  Variable conv_weight_, conv_bias_;  // [C, W], [C] when LmConfig::short_conv > 0
 };
 
 // Holds the blocks so their names read "blocks.<i>....".

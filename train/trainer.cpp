@@ -102,6 +102,7 @@ nn::LmConfig lm_config(const config::RunConfig& c, int64_t data_vocab) {
   m.d_model = c.model.d_model;
   m.mlp = c.model.mlp;
   m.mlp_hidden = c.model.mlp_hidden;
+  m.short_conv = c.model.short_conv;
   m.norm_eps = c.model.norm_eps;
   m.tie_embeddings = c.model.tie_embeddings;
   m.dropout = c.model.dropout;

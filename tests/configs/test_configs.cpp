@@ -128,7 +128,7 @@ run: {name: "with: colon"}
 
 TEST(Config, DocsConfigMdContainsTheGeneratedReference) {
   // docs/config.md embeds reference_markdown() between markers; regenerate it with
-  // `seqmix config --reference` when a key changes.
+  // `seqmix train --config-reference` when a key changes.
   std::ifstream in("docs/config.md");
   ASSERT_TRUE(in.good()) << "docs/config.md missing (tests run from the repository root)";
   std::stringstream ss;

@@ -265,6 +265,39 @@ TEST(LayersCpu, BlockGradients) {
       tu::randn({2, 5, 8}, DType::F64));
 }
 
+// A block with the Zoology-style short convolution before the mixer: gradients of every parameter
+// (conv weight and bias included) against finite differences, and the conv is causal: changing
+// the input at step t leaves the outputs before t unchanged.
+TEST(LayersCpu, BlockWithShortConvGradientsAndCausality) {
+  SEQMIX_TRACE_SEED();
+  LmConfig c = tiny_config(1, 8, 5);
+  c.layers = {attn({{"n_heads", "2"}})};
+  c.mlp = false;
+  c.short_conv = 3;
+  c.init_std = 0.3;
+  Block block(c, 0, 1);
+  block.to(DType::F64);
+  std::vector<std::string> names;
+  for (const auto& [n, v] : block.named_parameters()) names.push_back(n);
+  EXPECT_NE(std::find(names.begin(), names.end(), "conv_weight"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "conv_bias"), names.end());
+  const ForwardContext ctx{DType::F64, true, nullptr};
+  const Tensor x = tu::randn({2, 6, 8}, DType::F64);
+  check_module_grads(
+      block, [&](const Variable& v) { return block.forward(v, ctx); }, x);
+  const Tensor y0 = block.forward(Variable(x), ctx).data();
+  Tensor x2 = x.clone();
+  x2.narrow(1, 4, 1).fill_(3.0);
+  const Tensor y1 = block.forward(Variable(x2), ctx).data();
+  const auto a = y0.to_vector<double>(), b = y1.to_vector<double>();
+  for (size_t i = 0; i < a.size(); ++i) {  // [2, 6, 8] row-major: step = (i / 8) % 6
+    if ((i / 8) % 6 < 4) {
+      EXPECT_EQ(a[i], b[i]) << i;
+    }
+  }
+  EXPECT_NE(a[2 * 48 - 1], b[2 * 48 - 1]);  // the last step of the second sequence changed
+}
+
 TEST(LayersCpu, RotaryMatchesDirectFormula) {
   SEQMIX_TRACE_SEED();
   const int64_t B = 2, T = 5, H = 3, D = 8;

@@ -580,9 +580,11 @@ mixers:
   good: {type: attention, n_heads: 2}
 )");
   const std::string out = p("out");
+  // Both cells at once (--per-gpu 2 without GPUs: two unpinned slots).
   auto run = seqmix::tu::run_command(std::string(SEQMIX_BIN) + " sweep " + sweep + " --dir " + out +
-                                     " --gpus 0");
+                                     " --gpus 0 --per-gpu 2");
   EXPECT_EQ(run.code, 1) << run.out;
+  EXPECT_NE(run.out.find("(2 at a time)"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("FAILED"), std::string::npos) << run.out;
   const auto rows = lines_of(read(out + "/results.csv"));
   ASSERT_EQ(rows.size(), 3u);

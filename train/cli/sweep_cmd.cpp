@@ -22,6 +22,10 @@ void add_sweep_command(CLI::App& app) {
   c->add_option("--gpus", opt->gpus,
                 "Cells run in parallel, each pinned to one GPU (default: the visible GPUs; 0: one "
                 "at a time, no pinning)");
+  c->add_option("--per-gpu", opt->per_gpu,
+                "Cells sharing each GPU at a time (small models leave most of a GPU idle; with "
+                "--gpus 0: cells run at once)")
+      ->check(CLI::PositiveNumber);
   c->add_option("--filter", opt->filters,
                 "Run only cells with KEY=VALUE (KEY a grid key or axis; repeatable: different "
                 "keys must all match, one key's values are alternatives)")

@@ -123,7 +123,9 @@ int run_sweep(const std::string& sweep_path, const SweepRunOptions& opt, std::FI
 
   const int gpus = opt.gpus >= 0 ? opt.gpus : cuda::device_count();
   const std::vector<std::string> ids = gpus > 0 ? gpu_ids(gpus) : std::vector<std::string>{};
-  const size_t slots = std::max<size_t>(1, ids.size());
+  SEQMIX_CHECK_KIND(Usage, opt.per_gpu >= 1, "sweep: --per-gpu must be >= 1, got {}", opt.per_gpu);
+  // Slot s runs on GPU ids[s % ids.size()]: per_gpu slots per GPU.
+  const size_t slots = std::max<size_t>(1, ids.size()) * size_t(opt.per_gpu);
 
   if (opt.dry_run) {
     fmt::print(out, "sweep {}: {} cells ({} selected, {} to run), directory {}\n", spec.name,
@@ -179,7 +181,7 @@ int run_sweep(const std::string& sweep_path, const SweepRunOptions& opt, std::FI
       for (char** e = environ; e != nullptr && *e != nullptr; ++e)
         if (ids.empty() || std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0)
           strs.emplace_back(*e);
-      if (!ids.empty()) strs.push_back("CUDA_VISIBLE_DEVICES=" + ids[slot]);
+      if (!ids.empty()) strs.push_back("CUDA_VISIBLE_DEVICES=" + ids[slot % ids.size()]);
       std::vector<char*> argv, envp;
       for (size_t k = 0; k < strs.size(); ++k) (k < argc ? argv : envp).push_back(strs[k].data());
       argv.push_back(nullptr);
@@ -200,7 +202,7 @@ int run_sweep(const std::string& sweep_path, const SweepRunOptions& opt, std::FI
       slot_busy[slot] = true;
       running[pid] = Running{i, slot, Clock::now()};
       fmt::print(out, "[{}/{}] start {}{}\n", next, todo.size(), cells[i].id,
-                 ids.empty() ? "" : fmt::format(" (GPU {})", ids[slot]));
+                 ids.empty() ? "" : fmt::format(" (GPU {})", ids[slot % ids.size()]));
       std::fflush(out);
     }
     if (running.empty()) break;  // interrupted before launching the rest

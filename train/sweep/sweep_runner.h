@@ -1,6 +1,7 @@
 // The sweep runner: runs every cell of a sweep as `seqmix train BASE --set ... --run-dir
 // SWEEP_DIR/cells/<id> --quiet`, a child process of this binary (its output goes to the cell's
-// train.log), one after another or N at a time each pinned to one GPU with CUDA_VISIBLE_DEVICES.
+// train.log), one after another or N at a time each pinned to one GPU with CUDA_VISIBLE_DEVICES
+// (per_gpu cells per GPU: small models leave most of a GPU idle).
 // A cell whose directory holds result.json is finished and skipped; a cell with checkpoints but
 // no result.json is continued with --resume; a failed cell is recorded with its exit code and the
 // sweep goes on. At the end (also after Ctrl-C) results.csv, results.md and results.svg are
@@ -16,6 +17,7 @@ struct SweepRunOptions {
   std::string dir;                     // "" -> sweeps/<name> (relative to the working directory)
   int gpus = -1;                       // parallel cells, each pinned to one GPU; -1: visible GPUs;
                                        // 0: one at a time without pinning
+  int per_gpu = 1;                     // cells sharing each GPU (or, with gpus = 0, run at once)
   std::vector<std::string> filters;    // --filter KEY=VALUE
   bool dry_run = false;                // print the cells and commands, run nothing
   std::string exe = "/proc/self/exe";  // the seqmix binary the cells run
