@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 out="${1:?OUTDIR}"
 limit="${2:-0}"
 mkdir -p "$out"
+mkdir -p build
 if [[ "${SEQMIX_SKIP_BUILD:-0}" != 1 ]]; then
   cmake --preset cuda -DCMAKE_CUDA_ARCHITECTURES="${SEQMIX_CUDA_ARCHS:-90a}" > build/configure-sweeps.log 2>&1
   cmake --build build/cuda -j "$(nproc)" --target seqmix > build/build-sweeps.log 2>&1 ||
