@@ -15,6 +15,7 @@
 #include "core/ops/random.h"
 #include "core/tensor.h"
 #include "kernels/attention/attention.h"
+#include "kernels/delta_rule/delta_rule.h"
 #include "kernels/gla/gla.h"
 #include "kernels/short_conv/short_conv.h"
 #include "train/cli/timing.h"
@@ -294,6 +295,102 @@ void add_bench_command(CLI::App& app) {
       const Timing tb = time_runs(dev, go->warmup, go->iters, [&] {
         gla_fwd(f);
         gla_bwd(g);
+      });
+      report(*go, what + " fwd+bwd", dev, tb, "TFLOP/s", 3.0 * fwd_flops / 1e9);
+    });
+  }
+
+  // ---- the delta-rule family: one kernel, three mixers' gate modes ----
+  struct DeltaShape {
+    int64_t b = 8, t = 2048, h = 16, d = 64, k = 0, v = 0;
+    std::string dtype = "bf16", algo = "auto";
+  };
+  for (const auto& [name, gate, desc] :
+       {std::tuple{"deltanet", DeltaGate::None, "DeltaNet (delta rule, no gate)"},
+        std::tuple{"gated_deltanet", DeltaGate::HeadScalar,
+                   "Gated DeltaNet (delta rule, data-dependent scalar gate)"},
+        std::tuple{"kda", DeltaGate::KeyVector,
+                   "KDA (delta rule, data-dependent per-key-dim gate)"}}) {
+    auto go = std::make_shared<CommonOpts>();
+    go->iters = 20;
+    go->warmup = 3;
+    auto ds = std::make_shared<DeltaShape>();
+    CLI::App* c = kernel->add_subcommand(
+        name, std::string(desc) + ": delta_rule kernel, q, k: [B, T, H, K], v: [B, T, H, V]");
+    c->add_option("--batch", ds->b, "batch B")->capture_default_str();
+    c->add_option("--seq-len", ds->t, "sequence length T")->capture_default_str();
+    c->add_option("--heads", ds->h, "heads H")->capture_default_str();
+    c->add_option("--head-dim", ds->d, "K = V = D unless --k-dim / --v-dim")->capture_default_str();
+    c->add_option("--k-dim", ds->k, "key dim K (0: D)");
+    c->add_option("--v-dim", ds->v, "value dim V (0: D)");
+    c->add_option("--dtype", ds->dtype, "bf16 or f32")->capture_default_str();
+    c->add_option("--algo", ds->algo, "auto, chunked or recurrent")->capture_default_str();
+    add_common(c, *go);
+    c->callback([go, ds, gate = gate, name = std::string(name)] {
+      const Device dev = pick_device(go->device);
+      const DType dt = parse_dtype(ds->dtype);
+      const int64_t B = ds->b, T = ds->t, H = ds->h;
+      const int64_t K = ds->k > 0 ? ds->k : ds->d, V = ds->v > 0 ? ds->v : ds->d;
+      SEQMIX_CHECK_KIND(Usage,
+                        ds->algo == "auto" || ds->algo == "chunked" || ds->algo == "recurrent",
+                        "--algo must be auto, chunked or recurrent, got '{}'", ds->algo);
+      Generator gen(0);
+      auto rnd = [&](const Shape& s, DType t, double lo, double hi) {
+        Tensor x = Tensor::empty(s, t, dev);
+        ops::uniform_(x, lo, hi, gen);
+        return x;
+      };
+      DeltaFwdArgs f;
+      // Raw q, k (the op l2-normalises them, as the mixers ask), β = sigmoid(logit) with
+      // logits uniform in [-3, 3], log-gates uniform in [-0.2, 0].
+      f.q = rnd({B, T, H, K}, dt, -1, 1);
+      f.k = rnd({B, T, H, K}, dt, -1, 1);
+      f.v = rnd({B, T, H, V}, dt, -1, 1);
+      {
+        const std::vector<float> logit = rnd({B, T, H}, DType::F32, -3, 3).cpu().to_vector<float>();
+        std::vector<float> beta(logit.size());
+        for (size_t i = 0; i < logit.size(); ++i) beta[i] = 1.f / (1.f + std::exp(-logit[i]));
+        f.beta = Tensor::from_vector(beta, {B, T, H}, DType::F32, dev);
+      }
+      f.gate = gate;
+      if (gate == DeltaGate::HeadScalar)
+        f.g = rnd({B, T, H}, DType::F32, -0.2, 0.0);
+      else if (gate == DeltaGate::KeyVector)
+        f.g = rnd({B, T, H, K}, DType::F32, -0.2, 0.0);
+      f.l2norm_qk = true;
+      f.o = Tensor::empty({B, T, H, V}, dt, dev);
+      f.algo = ds->algo == "chunked"     ? DeltaAlgo::Chunked
+               : ds->algo == "recurrent" ? DeltaAlgo::Recurrent
+                                         : DeltaAlgo::Auto;
+      const Support sup = delta_rule_supports(f);
+      SEQMIX_CHECK_KIND(Usage, sup.ok, "{}: not supported: {}", name, sup.why);
+      DeltaBwdArgs g;
+      g.q = f.q;
+      g.k = f.k;
+      g.v = f.v;
+      g.beta = f.beta;
+      g.g = f.g;
+      g.gate = gate;
+      g.l2norm_qk = true;
+      g.algo = f.algo;
+      g.dout = rnd(f.o.shape(), dt, -1, 1);
+      g.dq = f.q.empty_like();
+      g.dk = f.k.empty_like();
+      g.dv = f.v.empty_like();
+      g.dbeta = f.beta.empty_like();
+      if (gate != DeltaGate::None) g.dg = f.g.empty_like();
+      const std::string what =
+          fmt::format("{} {} B{} T{} H{} K{} V{}", name, dtype_name(dt), B, T, H, K, V);
+      // Chunked FLOPs (BT = 64) per head and chunk: K Kᵀ, Q Kᵀ (2·64²K each), W, U (2·64²(K+V)),
+      // U -= W S, S += Kᵀ U, O = Q S (2·64·K·V each), O += P U (2·64²V); backward about twice
+      // the forward. Reported as a guide, compare times.
+      const double per_chunk = 2.0 * 64 * 64 * double(2 * K + K + V + V) + 6.0 * 64 * double(K * V);
+      const double fwd_flops = double(B * H) * double(T) / 64.0 * per_chunk;
+      const Timing tf = time_runs(dev, go->warmup, go->iters, [&] { delta_rule_fwd(f); });
+      report(*go, what + " fwd", dev, tf, "TFLOP/s", fwd_flops / 1e9);
+      const Timing tb = time_runs(dev, go->warmup, go->iters, [&] {
+        delta_rule_fwd(f);
+        delta_rule_bwd(g);
       });
       report(*go, what + " fwd+bwd", dev, tb, "TFLOP/s", 3.0 * fwd_flops / 1e9);
     });

@@ -1,0 +1,334 @@
+// Delta-rule family (DeltaNet, Gated DeltaNet, KDA): validation (shapes per gate mode, dtypes,
+// devices, contiguity, cu_seqlens checked on the host; errors name the operand), algorithm choice
+// and device dispatch, and the autograd node of delta_rule(...) (saves q, k, v, beta, g, h0; the
+// backward recomputes the states).
+//   S_t = (I − β_t k_t k_tᵀ) D_t S_{t−1} + β_t k_t v_tᵀ,  o_t = scale · S_tᵀ q_t
+//   (see delta_rule.h and README.md)
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "autograd/function.h"
+#include "core/check.h"
+#include "core/ops/common.h"
+#include "kernels/common/validate.h"
+#include "kernels/delta_rule/delta_rule.h"
+
+namespace seqmix {
+
+namespace {
+constexpr const char* kOp = "delta_rule";
+// Auto picks the chunked CUDA kernels when the (mean) sequence length is at least this.
+constexpr int64_t kChunkedMinLen = 64;
+
+DType state_dtype(DType x) {
+  return x == DType::F64 ? DType::F64 : DType::F32;
+}
+
+// Optional tensors (outputs, gradients, h0, ...) must match `shape`/`dtype`, be contiguous and
+// live on `dev`.
+void check_like(const char* name, const Tensor& t, const Shape& shape, DType dtype, Device dev) {
+  check_optional_like(kOp, name, t, shape, dtype, dev, "q");
+}
+
+struct Dims {
+  Device dev;
+  int64_t b = 0, t = 0, h = 0, k = 0, v = 0, n = 0;
+  Shape g_shape;  // expected shape of g (empty for None)
+  Shape state() const { return {n, h, k, v}; }
+};
+
+// Everything about the inputs shared by forward and backward. Reads cu_seqlens on the host.
+Dims validate_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta,
+                     const Tensor& g, const Tensor& h0, const Tensor& cu, DeltaGate gate,
+                     double scale) {
+  SEQMIX_CHECK(q.defined() && k.defined() && v.defined(), "{}: q, k and v are required", kOp);
+  Dims d;
+  d.dev = ops::common_device(kOp, {{"q", &q}, {"k", &k}, {"v", &v}});
+  SEQMIX_CHECK(q.dim() == 4, "{}: 'q' must be 4-d [B, T, H, K], got {}", kOp, q.shape_str());
+  SEQMIX_CHECK(v.dim() == 4, "{}: 'v' must be 4-d [B, T, H, V], got {}", kOp, v.shape_str());
+  const DType dt = q.dtype();
+  SEQMIX_CHECK(dt == DType::BF16 || dt == DType::F32 || dt == DType::F64,
+               "{}: 'q' must be bf16, f32 or f64, got {}", kOp, dtype_name(dt));
+  ops::check_dtype(kOp, "k", k, dt);
+  ops::check_dtype(kOp, "v", v, dt);
+  for (const auto& [name, x] : {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"v", &v}})
+    SEQMIX_CHECK(x->is_contiguous(), "{}: '{}' must be contiguous", kOp, name);
+  d.b = q.size(0);
+  d.t = q.size(1);
+  d.h = q.size(2);
+  d.k = q.size(3);
+  d.v = v.size(3);
+  SEQMIX_CHECK(d.h > 0 && d.k > 0, "{}: 'q' needs at least one head and K > 0, got {}", kOp,
+               q.shape_str());
+  ops::check_shape(kOp, "k", k, q.shape());
+  SEQMIX_CHECK(v.size(0) == d.b && v.size(1) == d.t && v.size(2) == d.h && d.v > 0,
+               "{}: 'v' must be [B={}, T={}, H={}, V>0] like q {}, got {}", kOp, d.b, d.t, d.h,
+               q.shape_str(), v.shape_str());
+  SEQMIX_CHECK(std::isfinite(scale) && scale >= 0,
+               "{}: scale must be finite and >= 0 (0 = 1/sqrt(K)), got {}", kOp, scale);
+  // Packed sequences.
+  d.n = d.b;
+  if (cu.defined()) d.n = check_cu_seqlens(kOp, cu, d.dev, d.b, d.t, "q");
+  const DType sd = state_dtype(dt);
+  // β: one writing strength per token and head.
+  SEQMIX_CHECK(beta.defined(), "{}: 'beta' [B, T, H] is required", kOp);
+  check_like("beta", beta, {d.b, d.t, d.h}, sd, d.dev);
+  // Gates.
+  switch (gate) {
+    case DeltaGate::None:
+      SEQMIX_CHECK(!g.defined(), "{}: 'g' must be undefined for gate none, got {}", kOp,
+                   describe(g));
+      break;
+    case DeltaGate::HeadScalar:
+      d.g_shape = {d.b, d.t, d.h};
+      break;
+    case DeltaGate::KeyVector:
+      d.g_shape = {d.b, d.t, d.h, d.k};
+      break;
+  }
+  if (gate != DeltaGate::None) {
+    SEQMIX_CHECK(g.defined(), "{}: the log-gate 'g' is required for gate {}", kOp,
+                 delta_gate_name(gate));
+    check_like("g", g, d.g_shape, sd, d.dev);
+  }
+  check_like("h0", h0, d.state(), sd, d.dev);
+  return d;
+}
+
+DeltaFwdArgs as_fwd(const DeltaBwdArgs& a) {
+  DeltaFwdArgs f;
+  f.q = a.q;
+  f.k = a.k;
+  f.v = a.v;
+  f.beta = a.beta;
+  f.g = a.g;
+  f.h0 = a.h0;
+  f.cu_seqlens = a.cu_seqlens;
+  f.o = a.dout;
+  f.gate = a.gate;
+  f.scale = a.scale;
+  f.l2norm_qk = a.l2norm_qk;
+  f.algo = a.algo;
+  return f;
+}
+
+// The CUDA algorithm for this request (raises Unsupported with the reason when none fits).
+// Whether Auto prefers the chunked kernels for long sequences (see choose_cuda_algo).
+constexpr bool kAutoPicksChunked = false;
+
+DeltaAlgo choose_cuda_algo(const DeltaFwdArgs& a, const Dims& d) {
+  const Support s = delta_rule_supports(a);
+  SEQMIX_CHECK_KIND(Unsupported, s.ok, "{}: {}", kOp, s.why);
+  if (a.algo != DeltaAlgo::Auto) return a.algo;
+#if SEQMIX_WITH_CUDA
+  // The chunked kernels' current revision has not yet passed the GPU suite (README "Status"):
+  // until it does, Auto uses them only when the recurrent kernels cannot take the request, and
+  // they run on explicit request (DeltaAlgo::Chunked: tests, `seqmix bench kernel --algo`).
+  const bool long_seqs = d.n > 0 && d.t / d.n >= kChunkedMinLen;
+  if (kAutoPicksChunked && delta_rule_chunk_supports(a) &&
+      (long_seqs || !delta_rule_recurrent_supports(a)))
+    return DeltaAlgo::Chunked;
+  if (delta_rule_chunk_supports(a) && !delta_rule_recurrent_supports(a)) return DeltaAlgo::Chunked;
+#else
+  (void)d;
+#endif
+  return DeltaAlgo::Recurrent;
+}
+
+void dispatch_fwd(const DeltaFwdArgs& a, const Dims& d) {
+  if (d.dev.is_cpu()) {
+    const Support s = delta_rule_supports(a);
+    SEQMIX_CHECK_KIND(Unsupported, s.ok, "{}: {}", kOp, s.why);
+    if (a.o.numel() > 0 || a.ht.defined()) delta_rule_fwd_ref(a);
+  } else {
+    const DeltaAlgo algo = choose_cuda_algo(a, d);
+#if SEQMIX_WITH_CUDA
+    cuda::DeviceGuard guard(d.dev.index);
+    if (algo == DeltaAlgo::Chunked)
+      delta_rule_chunk_fwd_cuda(a);
+    else
+      delta_rule_recurrent_fwd_cuda(a);
+#else
+    (void)algo;
+#endif
+  }
+  a.o.bump_version();
+  if (a.ht.defined()) a.ht.bump_version();
+}
+
+void dispatch_bwd(const DeltaBwdArgs& a, const Dims& d) {
+  const DeltaFwdArgs f = as_fwd(a);
+  if (d.dev.is_cpu()) {
+    const Support s = delta_rule_supports(f);
+    SEQMIX_CHECK_KIND(Unsupported, s.ok, "{}: {}", kOp, s.why);
+    delta_rule_bwd_ref(a);
+  } else {
+    const DeltaAlgo algo = choose_cuda_algo(f, d);
+#if SEQMIX_WITH_CUDA
+    cuda::DeviceGuard guard(d.dev.index);
+    if (algo == DeltaAlgo::Chunked)
+      delta_rule_chunk_bwd_cuda(a);
+    else
+      delta_rule_recurrent_bwd_cuda(a);
+#else
+    (void)algo;
+#endif
+  }
+  for (const Tensor* x : {&a.dq, &a.dk, &a.dv, &a.dbeta, &a.dg, &a.dh0})
+    if (x->defined()) x->bump_version();
+}
+
+}  // namespace
+
+const char* delta_gate_name(DeltaGate g) {
+  switch (g) {
+    case DeltaGate::None:
+      return "none";
+    case DeltaGate::HeadScalar:
+      return "head_scalar";
+    case DeltaGate::KeyVector:
+      return "key_vector";
+  }
+  return "?";
+}
+
+double delta_scale(double scale, int64_t k) {
+  return scale != 0 ? scale : 1.0 / std::sqrt(double(k));
+}
+
+Support delta_rule_supports(const DeltaFwdArgs& a) {
+  const DType t = a.q.dtype();
+  if (t != DType::BF16 && t != DType::F32 && t != DType::F64)
+    return Support::no(std::string("q must be bf16, f32 or f64, got ") + dtype_name(t));
+  if (!a.q.device().is_cuda()) return Support::yes();  // the reference takes every request
+#if !SEQMIX_WITH_CUDA
+  return Support::no("seqmix was built without CUDA");
+#else
+  switch (a.algo) {
+    case DeltaAlgo::Chunked:
+      return delta_rule_chunk_supports(a);
+    case DeltaAlgo::Recurrent:
+      return delta_rule_recurrent_supports(a);
+    case DeltaAlgo::Auto:
+      break;
+  }
+  const Support c = delta_rule_chunk_supports(a);
+  if (c.ok) return c;
+  const Support r = delta_rule_recurrent_supports(a);
+  if (r.ok) return r;
+  return Support::no("chunked: " + c.why + "; recurrent: " + r.why);
+#endif
+}
+
+#if !SEQMIX_WITH_CUDA
+// CPU-only build: the CUDA implementations exist as refusals, so code (and tests) naming them
+// link everywhere.
+Support delta_rule_recurrent_supports(const DeltaFwdArgs&) {
+  return Support::no("seqmix was built without CUDA");
+}
+Support delta_rule_chunk_supports(const DeltaFwdArgs&) {
+  return Support::no("seqmix was built without CUDA");
+}
+void delta_rule_recurrent_fwd_cuda(const DeltaFwdArgs&) {
+  SEQMIX_THROW(Unsupported, "{}: seqmix was built without CUDA", kOp);
+}
+void delta_rule_recurrent_bwd_cuda(const DeltaBwdArgs&) {
+  SEQMIX_THROW(Unsupported, "{}: seqmix was built without CUDA", kOp);
+}
+void delta_rule_chunk_fwd_cuda(const DeltaFwdArgs&) {
+  SEQMIX_THROW(Unsupported, "{}: seqmix was built without CUDA", kOp);
+}
+void delta_rule_chunk_bwd_cuda(const DeltaBwdArgs&) {
+  SEQMIX_THROW(Unsupported, "{}: seqmix was built without CUDA", kOp);
+}
+#endif
+
+void delta_rule_fwd(const DeltaFwdArgs& a) {
+  const Dims d = validate_inputs(a.q, a.k, a.v, a.beta, a.g, a.h0, a.cu_seqlens, a.gate, a.scale);
+  SEQMIX_CHECK(a.o.defined(), "{}: the output 'o' is required", kOp);
+  check_like("o", a.o, a.v.shape(), a.q.dtype(), d.dev);
+  check_like("ht", a.ht, d.state(), state_dtype(a.q.dtype()), d.dev);
+  dispatch_fwd(a, d);
+}
+
+void delta_rule_bwd(const DeltaBwdArgs& a) {
+  const Dims d = validate_inputs(a.q, a.k, a.v, a.beta, a.g, a.h0, a.cu_seqlens, a.gate, a.scale);
+  const DType dt = a.q.dtype(), sd = state_dtype(dt);
+  SEQMIX_CHECK(a.dout.defined(), "{}_bwd: the output gradient 'dout' is required", kOp);
+  check_like("dout", a.dout, a.v.shape(), dt, d.dev);
+  check_like("dht", a.dht, d.state(), sd, d.dev);
+  check_like("dq", a.dq, a.q.shape(), dt, d.dev);
+  check_like("dk", a.dk, a.q.shape(), dt, d.dev);
+  check_like("dv", a.dv, a.v.shape(), dt, d.dev);
+  check_like("dbeta", a.dbeta, a.beta.shape(), sd, d.dev);
+  if (a.dg.defined()) {
+    SEQMIX_CHECK(a.gate != DeltaGate::None, "{}_bwd: 'dg' must be undefined for gate none", kOp);
+    check_like("dg", a.dg, d.g_shape, sd, d.dev);
+  }
+  check_like("dh0", a.dh0, d.state(), sd, d.dev);
+  dispatch_bwd(a, d);
+}
+
+std::pair<Variable, Variable> delta_rule(const Variable& q, const Variable& k, const Variable& v,
+                                         const Variable& beta, const Variable& g,
+                                         const Variable& h0, const Tensor& cu_seqlens,
+                                         const DeltaOptions& opt, bool want_final_state) {
+  SEQMIX_CHECK(q.defined() && k.defined() && v.defined(), "{}: q, k and v are required", kOp);
+  SEQMIX_CHECK(beta.defined(), "{}: 'beta' [B, T, H] is required", kOp);
+  DeltaFwdArgs fa;
+  fa.q = q.data().contiguous();
+  fa.k = k.data().contiguous();
+  fa.v = v.data().contiguous();
+  fa.beta = beta.data().contiguous();
+  if (g.defined()) fa.g = g.data().contiguous();
+  if (h0.defined()) fa.h0 = h0.data().contiguous();
+  fa.cu_seqlens = cu_seqlens;
+  fa.gate = opt.gate;
+  fa.scale = opt.scale;
+  fa.l2norm_qk = opt.l2norm_qk;
+  fa.algo = opt.algo;
+  const Dims d =
+      validate_inputs(fa.q, fa.k, fa.v, fa.beta, fa.g, fa.h0, fa.cu_seqlens, fa.gate, fa.scale);
+  fa.o = fa.v.empty_like();
+  if (want_final_state) fa.ht = Tensor::empty(d.state(), state_dtype(fa.q.dtype()), d.dev);
+  dispatch_fwd(fa, d);
+
+  std::vector<Tensor> outs{fa.o};
+  if (want_final_state) outs.push_back(fa.ht);
+  constexpr const char* kNode = "DeltaRuleBackward";
+  std::vector<Variable> res = record_multi(
+      kNode, {&q, &k, &v, &beta, &g, &h0}, std::move(outs),
+      [sq = SavedTensor(fa.q, kNode), sk = SavedTensor(fa.k, kNode), sv = SavedTensor(fa.v, kNode),
+       sb = SavedTensor(fa.beta, kNode), sg = SavedTensor(fa.g, kNode),
+       sh0 = SavedTensor(fa.h0, kNode), cu = fa.cu_seqlens, opt,
+       d](const Node& self, TensorList& gr) -> TensorList {
+        DeltaBwdArgs ba;
+        ba.q = sq.get();
+        ba.k = sk.get();
+        ba.v = sv.get();
+        ba.beta = sb.get();
+        ba.g = sg.get();
+        ba.h0 = sh0.get();
+        ba.cu_seqlens = cu;
+        ba.gate = opt.gate;
+        ba.scale = opt.scale;
+        ba.l2norm_qk = opt.l2norm_qk;
+        ba.algo = opt.algo;
+        const DType sd = state_dtype(ba.q.dtype());
+        ba.dout = gr[0].defined() ? gr[0].to(ba.q.dtype()).contiguous() : ba.v.zeros_like();
+        if (gr.size() > 1 && gr[1].defined()) ba.dht = gr[1].to(sd).contiguous();
+        if (self.needs_input_grad(0)) ba.dq = ba.q.empty_like();
+        if (self.needs_input_grad(1)) ba.dk = ba.k.empty_like();
+        if (self.needs_input_grad(2)) ba.dv = ba.v.empty_like();
+        if (self.needs_input_grad(3)) ba.dbeta = ba.beta.empty_like();
+        if (self.needs_input_grad(4) && opt.gate != DeltaGate::None) ba.dg = ba.g.empty_like();
+        if (self.needs_input_grad(5) && ba.h0.defined()) ba.dh0 = ba.h0.empty_like();
+        dispatch_bwd(ba, d);
+        return {ba.dq, ba.dk, ba.dv, ba.dbeta, ba.dg, ba.dh0};
+      });
+  return {res[0], want_final_state ? res[1] : Variable()};
+}
+
+}  // namespace seqmix

@@ -1,0 +1,656 @@
+// CUDA chunked delta-rule forward (WY / UT transform; bf16 in, fp32 accumulate, mma.sync
+// m16n8k16: sm_80 code that runs on sm_90). Algorithm and notation: delta_rule_chunk_common.cuh
+// and README.md ("CUDA kernels").
+// Kernels: index (sequence / chunk offsets of packed batches), prep (one block per chunk and
+// head: K̂ K̂ᵀ on tensor cores, A, T = (I + A)⁻¹ by fp32 forward substitution in shared memory,
+// W and Ũ with T split into bf16 hi + lo so they carry ~16 mantissa bits), states (one block per
+// sequence, head and 64-wide V slice, sequential over chunks, fp32 state in registers; U = Ũ − W S
+// with S split hi + lo; every chunk-start state stored in bf16), output (one block per chunk and
+// head, warp w computes rows [16w, 16w + 16)).
+// Scalar gates (None / HeadScalar) only: every decay is a row or column scale exp(b_t − b_s) <= 1
+// applied in fp32, exact for any decay. Per-key-dim gates (KeyVector) are refused by
+// delta_rule_chunk_supports and run on the recurrent kernels.
+// Layouts: see kernels/delta_rule/delta_rule.h. Also the host entry points
+// delta_rule_chunk_supports / delta_rule_chunk_fwd_cuda.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+
+#include "core/cuda/cuda_check.h"
+#include "core/cuda/runtime.h"
+#include "kernels/delta_rule/delta_rule_chunk_common.cuh"
+
+namespace seqmix {
+namespace delta_chunk {
+namespace {
+
+__global__ void delta_rule_chunk_fwd_kernel_index(const int64_t* cu, int64_t t, int64_t n,
+                                                  int64_t* seq, int64_t* chunks) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  for (int64_t i = 0; i <= n; ++i) seq[i] = cu ? cu[i] : i * t;
+  chunks[0] = 0;
+  for (int64_t i = 0; i < n; ++i) chunks[i + 1] = chunks[i] + (seq[i + 1] - seq[i] + kBT - 1) / kBT;
+}
+
+constexpr int kLdT = kBT + 1;  // fp32 64x64 tiles in shared memory
+
+// T = (I + A)⁻¹ for a strictly lower triangular fp32 A (sa, [64][kLdT]) into stm, blockwise with
+// 16x16 blocks: each diagonal block by forward substitution (one thread per column, no
+// synchronisation: column j of a unit-lower inverse needs only column j), then block rows
+// i = 1..3: X_ij = Σ_{j <= k < i} A_ik T_kj, T_ij = −T_ii X_ij. X is kept in the (unused) upper
+// triangle of sa. Every sum has a fixed order (deterministic). All threads must call it.
+__device__ __forceinline__ void invert_unit_lower(float* sa, float* stm) {
+  const int tid = threadIdx.x;
+  for (int idx = tid; idx < kBT * kBT; idx += kThreads) {
+    const int r = idx / kBT, c = idx % kBT;
+    if (c > r || (r >> 4) != (c >> 4)) stm[r * kLdT + c] = 0.f;
+  }
+  if (tid < kBT) {
+    const int base = tid & ~15, j = tid & 15, c = base + j;
+    for (int i = 0; i < 16; ++i) {
+      float val = i == j ? 1.f : 0.f;
+      if (i > j) {
+        float acc = 0.f;
+        for (int m = j; m < i; ++m)
+          acc = fmaf(sa[(base + i) * kLdT + base + m], stm[(base + m) * kLdT + c], acc);
+        val = -acc;
+      }
+      if (i >= j) stm[(base + i) * kLdT + c] = val;
+    }
+  }
+  __syncthreads();
+  for (int bi = 1; bi < 4; ++bi) {
+    for (int idx = tid; idx < bi * 256; idx += kThreads) {
+      const int bj = idx >> 8, a = (idx >> 4) & 15, b = idx & 15;
+      const int r = 16 * bi + a, c = 16 * bj + b;
+      float acc = 0.f;
+      for (int m = 16 * bj; m < 16 * bi; ++m) acc = fmaf(sa[r * kLdT + m], stm[m * kLdT + c], acc);
+      sa[(16 * bj + a) * kLdT + 16 * bi + b] = acc;  // X_ij[a][b], upper triangle
+    }
+    __syncthreads();
+    for (int idx = tid; idx < bi * 256; idx += kThreads) {
+      const int bj = idx >> 8, a = (idx >> 4) & 15, b = idx & 15;
+      float acc = 0.f;
+      for (int m = 0; m <= a; ++m)
+        acc = fmaf(stm[(16 * bi + a) * kLdT + 16 * bi + m], sa[(16 * bj + m) * kLdT + 16 * bi + b],
+                   acc);
+      stm[(16 * bi + a) * kLdT + 16 * bj + b] = -acc;
+    }
+    __syncthreads();
+  }
+}
+
+template <int K, int V>
+constexpr int prep_smem_bytes() {
+  return kBT * (K + 8) * 2 + kBT * (V + 8) * 2 + 2 * kBT * kLdT * 4 + 4 * kBT * 4;
+}
+
+// One block per (chunk, head): bc, kn, W = T diag(β exp(b) kn) K, Ũ = T diag(β) V (and T).
+template <int K, int V>
+__global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep(const Params p) {
+  constexpr int kLdK = K + 8, kLdV = V + 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sk = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sv = sk + kBT * kLdK;
+  float* sa = reinterpret_cast<float*>(sv + kBT * kLdV);  // A
+  float* stm = sa + kBT * kLdT;                           // T
+  float* sb = stm + kBT * kLdT;
+  float* sbeta = sb + kBT;
+  float* skn = sbeta + kBT;
+  float* swc = skn + kBT;  // β exp(b) kn per row
+
+  const int64_t x = blockIdx.x, h = blockIdx.y;
+  const int64_t n = find_seq(p, x);
+  if (n < 0) return;
+  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
+  const int tid = threadIdx.x;
+  load_tile<K>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<V>(sv, p.v + h * V, r0, r1, p.h * V);
+  load_rows(sb, sbeta, p, h, r0, r1);
+  __syncthreads();
+  row_norms<K>(skn, sk, valid, p.l2);
+  __syncthreads();
+  if (tid < kBT) {
+    swc[tid] = sbeta[tid] * skn[tid] * __expf(sb[tid]);
+    if (tid < valid) {
+      p.bc[(r0 + tid) * p.h + h] = sb[tid];
+      p.kn[(r0 + tid) * p.h + h] = skn[tid];
+    }
+  }
+
+  const int lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
+  const int t0 = 16 * warp;
+  {
+    // Gram of the raw keys, rows t0.., columns 0..t0+15.
+    float sc[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+      uint32_t a[4];
+      load_a(a, sk, kLdK, t0, 16 * kk, gq, tq);
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if (j < 2 * warp + 2) {
+          uint32_t b0, b1;
+          load_bt(b0, b1, sk, kLdK, 8 * j, 16 * kk, gq, tq);
+          mma_16816(sc[j], a, b0, b1);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int t = t0 + gq + (e >> 1) * 8, s = 8 * j + 2 * tq + (e & 1);
+        float val = 0.f;
+        if (s < t) val = sbeta[t] * skn[t] * skn[s] * __expf(sb[t] - sb[s]) * sc[j][e];
+        sa[t * kLdT + s] = val;
+      }
+  }
+  __syncthreads();
+  invert_unit_lower(sa, stm);
+  if (p.tm) {
+    float* dst = p.tm + (x * p.h + h) * kBT * kBT;
+    for (int idx = tid; idx < kBT * kBT; idx += kThreads)
+      dst[idx] = stm[(idx / kBT) * kLdT + idx % kBT];
+  }
+  // W (bf16) and Ũ (fp32): rows t0.., contraction over the chunk's columns r <= t0 + 15.
+  auto product = [&](const bf16* sx, int ldx, auto width, const float* colscale, auto store) {
+    constexpr int Wd = decltype(width)::value;
+    float acc[Wd / 8][4];
+#pragma unroll
+    for (int j = 0; j < Wd / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+    auto ft = [&](int s, int r) { return stm[s * kLdT + r] * colscale[r]; };
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      if (kk > warp) continue;
+      uint32_t ahi[4], alo[4];
+      frag_a_split(ahi, alo, ft, t0, 16 * kk, gq, tq);
+#pragma unroll
+      for (int jj = 0; jj < Wd / 16; ++jj) {
+        uint32_t bfr[4];
+        load_b(bfr, sx, ldx, 16 * kk, 16 * jj, lane);
+        mma_16816(acc[2 * jj], ahi, bfr[0], bfr[1]);
+        mma_16816(acc[2 * jj + 1], ahi, bfr[2], bfr[3]);
+        mma_16816(acc[2 * jj], alo, bfr[0], bfr[1]);
+        mma_16816(acc[2 * jj + 1], alo, bfr[2], bfr[3]);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int64_t row = r0 + t0 + gq + 8 * r;
+      if (row >= r1) continue;
+#pragma unroll
+      for (int j = 0; j < Wd / 8; ++j) store(row, 8 * j + 2 * tq, acc[j][2 * r], acc[j][2 * r + 1]);
+    }
+  };
+  product(sk, kLdK, std::integral_constant<int, K>{}, swc,
+          [&](int64_t row, int c, float a, float b) {
+            *reinterpret_cast<float2*>(p.w + (row * p.h + h) * K + c) = make_float2(a, b);
+          });
+  product(sv, kLdV, std::integral_constant<int, V>{}, sbeta,
+          [&](int64_t row, int c, float a, float b) {
+            *reinterpret_cast<float2*>(p.ut + (row * p.h + h) * V + c) = make_float2(a, b);
+          });
+}
+
+template <int K>
+constexpr int states_smem_bytes() {
+  return 3 * kBT * (K + 8) * 2 + 2 * K * (kBV + 8) * 2 + 2 * kBT * (kBV + 8) * 2 + kBT * 4;
+}
+
+// One block per (V slice, head, sequence), sequential over the chunks: hs, U, ht. Every product
+// of the recurrence runs in split bf16 (hi + lo, three mma): U = Ũ − W S cancels strongly when
+// the state predicts v well, and the state update accumulates over the whole sequence.
+template <int K>
+__global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states(const Params p) {
+  constexpr int kLdK = K + 8, kLdV = kBV + 8;
+  constexpr int kMT = K / 64;  // 16-row m-tiles of the state per warp
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* swh = reinterpret_cast<bf16*>(smem_raw);  // W split into bf16 hi + lo
+  bf16* swl = swh + kBT * kLdK;
+  bf16* sk = swl + kBT * kLdK;
+  bf16* shi = sk + kBT * kLdK;  // S split into bf16 hi + lo
+  bf16* slo = shi + K * kLdV;
+  bf16* suh = slo + K * kLdV;  // U split into bf16 hi + lo
+  bf16* sul = suh + kBT * kLdV;
+  float* skf = reinterpret_cast<float*>(sul + kBT * kLdV);  // kn exp(B − b) per row
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
+  const int64_t v0 = int64_t(blockIdx.x) * kBV, h = blockIdx.y, n = blockIdx.z;
+  const int64_t bos = p.seq[n], eos = p.seq[n + 1];
+  const int64_t nc = (eos - bos + kBT - 1) / kBT;
+  const int dbase = warp * (K / 4);
+  const int64_t state_off = (n * p.h + h) * K * p.vd;
+
+  float acc[kMT][kBV / 8][4];
+#pragma unroll
+  for (int m = 0; m < kMT; ++m)
+#pragma unroll
+    for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int d = dbase + 16 * m + gq + (e >> 1) * 8;
+        const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
+        acc[m][j][e] = p.h0 ? p.h0[state_off + d * p.vd + v] : 0.f;
+      }
+
+  for (int64_t c = 0; c < nc; ++c) {
+    const int64_t r0 = bos + c * kBT;
+    float* hdst = p.hs + ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
+    __syncthreads();  // the previous chunk's tiles are no longer read
+#pragma unroll
+    for (int m = 0; m < kMT; ++m)
+#pragma unroll
+      for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int d = dbase + 16 * m + gq + r * 8;
+          uint32_t hi, lo;
+          split_bf16(acc[m][j][2 * r], acc[m][j][2 * r + 1], hi, lo);
+          *reinterpret_cast<float2*>(hdst + d * p.vd + 8 * j + 2 * tq) =
+              make_float2(acc[m][j][2 * r], acc[m][j][2 * r + 1]);
+          *reinterpret_cast<uint32_t*>(shi + d * kLdV + 8 * j + 2 * tq) = hi;
+          *reinterpret_cast<uint32_t*>(slo + d * kLdV + 8 * j + 2 * tq) = lo;
+        }
+    load_tile_split<K>(swh, swl, p.w + h * K, r0, eos, p.h * K);
+    load_tile<K>(sk, p.k + h * K, r0, eos, p.h * K);
+    const int64_t last = (r0 + kBT < eos ? r0 + kBT : eos) - 1;
+    const float blast = p.bc[last * p.h + h];
+    if (tid < kBT) {
+      const int64_t row = r0 + tid;
+      skf[tid] = row < eos ? p.kn[row * p.h + h] * __expf(blast - p.bc[row * p.h + h]) : 0.f;
+    }
+    // U rows 16 warp.. : −(−Ũ + W S).
+    float ua[kBV / 8][4];
+#pragma unroll
+    for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int64_t row = r0 + 16 * warp + gq + (e >> 1) * 8;
+        const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
+        ua[j][e] = row < eos ? -p.ut[(row * p.h + h) * p.vd + v] : 0.f;
+      }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+      uint32_t ah[4], al[4];
+      load_a(ah, swh, kLdK, 16 * warp, 16 * kk, gq, tq);
+      load_a(al, swl, kLdK, 16 * warp, 16 * kk, gq, tq);
+#pragma unroll
+      for (int jj = 0; jj < kBV / 16; ++jj) {
+        uint32_t bh[4], bl[4];
+        load_b(bh, shi, kLdV, 16 * kk, 16 * jj, lane);
+        load_b(bl, slo, kLdV, 16 * kk, 16 * jj, lane);
+        mma_split(ua[2 * jj], ah, al, bh[0], bh[1], bl[0], bl[1]);
+        mma_split(ua[2 * jj + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int t = 16 * warp + gq + 8 * r;
+      const int64_t row = r0 + t;
+#pragma unroll
+      for (int j = 0; j < kBV / 8; ++j) {
+        uint32_t hi, lo;
+        split_bf16(-ua[j][2 * r], -ua[j][2 * r + 1], hi, lo);
+        *reinterpret_cast<uint32_t*>(suh + t * kLdV + 8 * j + 2 * tq) = hi;
+        *reinterpret_cast<uint32_t*>(sul + t * kLdV + 8 * j + 2 * tq) = lo;
+        if (row < eos)
+          *reinterpret_cast<uint32_t*>(p.u + (row * p.h + h) * p.vd + v0 + 8 * j + 2 * tq) = hi;
+      }
+    }
+    __syncthreads();
+    const float decay = __expf(blast);  // exp(B)
+#pragma unroll
+    for (int m = 0; m < kMT; ++m)
+#pragma unroll
+      for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[m][j][e] *= decay;
+    // S += (K̂ ⊙ exp(B − b))ᵀ U: A[d][t] = k_td kn_t exp(B − b_t).
+    auto fa = [&](int d, int t) { return ld_bf16(sk + t * kLdK + d) * skf[t]; };
+#pragma unroll
+    for (int kk = 0; kk < kBT / 16; ++kk) {
+      uint32_t bh[kBV / 16][4], bl[kBV / 16][4];
+#pragma unroll
+      for (int jj = 0; jj < kBV / 16; ++jj) {
+        load_b(bh[jj], suh, kLdV, 16 * kk, 16 * jj, lane);
+        load_b(bl[jj], sul, kLdV, 16 * kk, 16 * jj, lane);
+      }
+#pragma unroll
+      for (int m = 0; m < kMT; ++m) {
+        uint32_t ah[4], al[4];
+        frag_a_split(ah, al, fa, dbase + 16 * m, 16 * kk, gq, tq);
+#pragma unroll
+        for (int jj = 0; jj < kBV / 16; ++jj) {
+          mma_split(acc[m][2 * jj], ah, al, bh[jj][0], bh[jj][1], bl[jj][0], bl[jj][1]);
+          mma_split(acc[m][2 * jj + 1], ah, al, bh[jj][2], bh[jj][3], bl[jj][2], bl[jj][3]);
+        }
+      }
+    }
+  }
+
+  if (p.ht) {
+#pragma unroll
+    for (int m = 0; m < kMT; ++m)
+#pragma unroll
+      for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int d = dbase + 16 * m + gq + (e >> 1) * 8;
+          const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
+          p.ht[state_off + d * p.vd + v] = acc[m][j][e];
+        }
+  }
+}
+
+template <int K, int V>
+constexpr int out_smem_bytes() {
+  return 2 * kBT * (K + 8) * 2 + kBT * (V + 8) * 2 + K * (V + 8) * 2 + 3 * kBT * 4;
+}
+
+// One block per (chunk, head): o for the chunk's 64 rows; warp w owns rows [16w, 16w + 16).
+template <int K, int V>
+__global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o(const Params p) {
+  constexpr int kLdK = K + 8, kLdV = V + 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sq = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sk = sq + kBT * kLdK;
+  bf16* su = sk + kBT * kLdK;
+  bf16* ss = su + kBT * kLdV;
+  float* sb = reinterpret_cast<float*>(ss + K * kLdV);
+  float* sqn = sb + kBT;
+  float* skn = sqn + kBT;
+
+  const int64_t x = blockIdx.x, h = blockIdx.y;
+  const int64_t n = find_seq(p, x);
+  if (n < 0) return;
+  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
+  const int tid = threadIdx.x;
+  load_tile<K>(sq, p.q + h * K, r0, r1, p.h * K);
+  load_tile<K>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<V>(su, p.u + h * V, r0, r1, p.h * V);
+  load_state_f32<K, V>(ss, p.hs + (x * p.h + h) * K * V);
+  if (tid < kBT) {
+    const bool ok = tid < valid;
+    // Past the end: b of the last row, so that every exp(b_t − b_s) formed stays <= 1.
+    sb[tid] = p.bc[(r0 + (ok ? tid : valid - 1)) * p.h + h];
+    skn[tid] = ok ? p.kn[(r0 + tid) * p.h + h] : 0.f;
+  }
+  __syncthreads();
+  row_norms<K>(sqn, sq, valid, p.l2);
+  __syncthreads();
+
+  const int lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
+  const int t0 = 16 * warp;
+  float sc[8][4];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    uint32_t a[4];
+    load_a(a, sq, kLdK, t0, 16 * kk, gq, tq);
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      if (j < 2 * warp + 2) {
+        uint32_t b0, b1;
+        load_bt(b0, b1, sk, kLdK, 8 * j, 16 * kk, gq, tq);
+        mma_16816(sc[j], a, b0, b1);
+      }
+  }
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int t = t0 + gq + (e >> 1) * 8, s = 8 * j + 2 * tq + (e & 1);
+      float val = 0.f;
+      if (s <= t) val = p.scale * sqn[t] * skn[s] * __expf(sb[t] - sb[s]) * sc[j][e];
+      sc[j][e] = val;
+    }
+  float acc[V / 8][4];
+#pragma unroll
+  for (int j = 0; j < V / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if (j <= warp) {
+      uint32_t a[4];
+      c_to_a(a, sc, j);
+#pragma unroll
+      for (int jj = 0; jj < V / 16; ++jj) {
+        uint32_t bfr[4];
+        load_b(bfr, su, kLdV, 16 * j, 16 * jj, lane);
+        mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
+        mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
+      }
+    }
+  }
+  // Inter-chunk part: scale qn exp(b) q S_c.
+  auto fqi = [&](int t, int d) {
+    return p.scale * sqn[t] * __expf(sb[t]) * ld_bf16(sq + t * kLdK + d);
+  };
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    uint32_t a[4];
+    frag_a(a, fqi, t0, 16 * kk, gq, tq);
+#pragma unroll
+    for (int jj = 0; jj < V / 16; ++jj) {
+      uint32_t bfr[4];
+      load_b(bfr, ss, kLdV, 16 * kk, 16 * jj, lane);
+      mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
+      mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t row = r0 + t0 + gq + 8 * r;
+    if (row >= r1) continue;
+    bf16* orow = p.o + (row * p.h + h) * V;
+#pragma unroll
+    for (int j = 0; j < V / 8; ++j)
+      *reinterpret_cast<uint32_t*>(orow + 8 * j + 2 * tq) =
+          pack_bf16(acc[j][2 * r], acc[j][2 * r + 1]);
+  }
+}
+
+template <typename Kern>
+void set_smem(Kern kern, int bytes) {
+  SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
+
+template <int K, int V>
+void launch_prep_t(const Params& p, cudaStream_t st) {
+  constexpr int smem = prep_smem_bytes<K, V>();
+  auto kern = delta_rule_chunk_fwd_kernel_prep<K, V>;
+  set_smem(kern, smem);
+  kern<<<dim3(unsigned(p.max_chunks), unsigned(p.h)), kThreads, smem, st>>>(p);
+  SEQMIX_LAUNCH_CHECK();
+}
+
+template <int K>
+void launch_states_t(const Params& p, cudaStream_t st) {
+  constexpr int smem = states_smem_bytes<K>();
+  auto kern = delta_rule_chunk_fwd_kernel_states<K>;
+  set_smem(kern, smem);
+  kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kThreads, smem, st>>>(p);
+  SEQMIX_LAUNCH_CHECK();
+}
+
+template <int K, int V>
+void launch_out_t(const Params& p, cudaStream_t st) {
+  constexpr int smem = out_smem_bytes<K, V>();
+  auto kern = delta_rule_chunk_fwd_kernel_o<K, V>;
+  set_smem(kern, smem);
+  kern<<<dim3(unsigned(p.max_chunks), unsigned(p.h)), kThreads, smem, st>>>(p);
+  SEQMIX_LAUNCH_CHECK();
+}
+
+// Calls f(K, V) as integral constants.
+template <typename F>
+void dispatch_kv(int64_t k, int64_t v, F&& f) {
+  using I64 = std::integral_constant<int, 64>;
+  using I128 = std::integral_constant<int, 128>;
+  if (k == 64 && v == 64)
+    f(I64{}, I64{});
+  else if (k == 64)
+    f(I64{}, I128{});
+  else if (v == 64)
+    f(I128{}, I64{});
+  else
+    f(I128{}, I128{});
+}
+
+}  // namespace
+
+void build_index(const Tensor& cu_seqlens, int64_t b, int64_t t, int64_t n, int64_t* seq,
+                 int64_t* chunks, cudaStream_t st) {
+  (void)b;
+  const int64_t* cu = cu_seqlens.defined() ? cu_seqlens.data<int64_t>() : nullptr;
+  delta_rule_chunk_fwd_kernel_index<<<1, 1, 0, st>>>(cu, t, n, seq, chunks);
+  SEQMIX_LAUNCH_CHECK();
+}
+
+void launch_prep(const Params& p, cudaStream_t st) {
+  if (p.max_chunks == 0 || p.h == 0) return;
+  dispatch_kv(p.kd, p.vd, [&](auto k, auto v) {
+    launch_prep_t<decltype(k)::value, decltype(v)::value>(p, st);
+  });
+}
+
+void launch_states(const Params& p, cudaStream_t st) {
+  if (p.n == 0 || p.h == 0) return;
+  if (p.kd == 64)
+    launch_states_t<64>(p, st);
+  else
+    launch_states_t<128>(p, st);
+}
+
+}  // namespace delta_chunk
+
+namespace {
+bool aligned16(const Tensor& t) {
+  return !t.defined() || (reinterpret_cast<uintptr_t>(t.data_ptr()) & 15) == 0;
+}
+}  // namespace
+
+Support delta_rule_chunk_supports(const DeltaFwdArgs& a) {
+  if (!a.q.defined() || !a.q.is_cuda())
+    return Support::no("chunked delta-rule kernels run on CUDA devices only");
+  if (a.q.dtype() != DType::BF16 || a.k.dtype() != DType::BF16 || a.v.dtype() != DType::BF16)
+    return Support::no(
+        "chunked delta-rule kernels take bf16 q, k, v (use the recurrent kernels for f32)");
+  if (a.gate == DeltaGate::KeyVector)
+    return Support::no(
+        "chunked delta-rule kernels take scalar gates only (None, HeadScalar); KeyVector (KDA) "
+        "runs on the recurrent kernels");
+  if (a.q.dim() != 4 || a.v.dim() != 4) return Support::yes();  // shapes are validated apart
+  const int64_t kd = a.q.size(3), vd = a.v.size(3);
+  if (kd != 64 && kd != 128) return Support::no("chunked delta-rule kernels need K in {64, 128}");
+  if (vd != 64 && vd != 128) return Support::no("chunked delta-rule kernels need V in {64, 128}");
+  if (!a.q.is_contiguous() || !a.k.is_contiguous() || !a.v.is_contiguous())
+    return Support::no("chunked delta-rule kernels need contiguous q, k, v");
+  const int smem = delta_chunk::chunk_bwd_smem_bytes(kd, vd);
+  const int optin = cuda::props(a.q.device().index).max_smem_per_block_optin;
+  if (optin < smem)
+    return Support::no("chunked delta-rule backward needs " + std::to_string(smem) +
+                       " bytes of shared memory per block for K=" + std::to_string(kd) + " V=" +
+                       std::to_string(vd) + "; this device allows " + std::to_string(optin));
+  if (!aligned16(a.q) || !aligned16(a.k) || !aligned16(a.v) || !aligned16(a.o))
+    return Support::no("chunked delta-rule kernels need 16-byte aligned q, k, v, o");
+  if (a.beta.defined() && a.beta.dtype() != DType::F32)
+    return Support::no("chunked delta-rule kernels need an f32 beta");
+  if (a.g.defined() && a.g.dtype() != DType::F32)
+    return Support::no("chunked delta-rule kernels need an f32 log-gate g");
+  if (a.o.defined() && a.o.dtype() != DType::BF16)
+    return Support::no("chunked delta-rule kernels write a bf16 o");
+  return Support::yes();
+}
+
+namespace delta_chunk {
+
+// Scratch of one call: index, bc, kn, W, Ũ, U, hs (and T, du_in, du, dhs in the backward).
+Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens, bool backward) {
+  const int64_t b = q.size(0), t = q.size(1), h = q.size(2), kd = q.size(3), vd = v.size(3);
+  n = cu_seqlens.defined() ? cu_seqlens.numel() - 1 : b;
+  const Device dev = q.device();
+  cu = cu_seqlens.defined() ? cu_seqlens.to(dev, DType::I64) : Tensor();
+  index = Tensor::empty({2 * (n + 1)}, DType::I64, dev);
+  max_chunks = cu.defined() ? t / kBT + n : b * ((t + kBT - 1) / kBT);
+  const int64_t rows = b * t;
+  bc = Tensor::empty({rows, h}, DType::F32, dev);
+  kn = Tensor::empty({rows, h}, DType::F32, dev);
+  w = Tensor::empty({rows, h, kd}, DType::F32, dev);
+  ut = Tensor::empty({rows, h, vd}, DType::F32, dev);
+  u = Tensor::empty({rows, h, vd}, DType::BF16, dev);
+  hs = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::F32, dev);
+  if (backward) {
+    tm = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kBT, kBT}, DType::F32, dev);
+    dhs = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::F32, dev);
+    du_in = Tensor::empty({rows, h, vd}, DType::F32, dev);
+    du = Tensor::empty({rows, h, vd}, DType::F32, dev);
+  }
+}
+
+void Workspace::fill(Params& p) const {
+  int64_t* idx = index.data<int64_t>();
+  p.seq = idx;
+  p.chunks = idx + n + 1;
+  p.n = n;
+  p.max_chunks = max_chunks;
+  p.bc = bc.data<float>();
+  p.kn = kn.data<float>();
+  p.w = w.data<float>();
+  p.ut = ut.data<float>();
+  p.u = u.data<bf16>();
+  p.hs = hs.data<float>();
+  if (tm.defined()) p.tm = tm.data<float>();
+  if (dhs.defined()) p.dhs = dhs.data<float>();
+  if (du_in.defined()) p.du_in = du_in.data<float>();
+  if (du.defined()) p.du = du.data<float>();
+}
+
+// Index + prep + forward state pass (shared by the forward and the backward's recompute).
+void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta,
+                        const Tensor& g, const Tensor& h0, DeltaGate gate, double scale, bool l2,
+                        Workspace& ws, Params& p, cudaStream_t st) {
+  p.q = q.data<bf16>();
+  p.k = k.data<bf16>();
+  p.v = v.data<bf16>();
+  p.beta = beta.data<float>();
+  p.g = gate == DeltaGate::HeadScalar ? g.data<float>() : nullptr;
+  p.h0 = h0.defined() ? h0.data<float>() : nullptr;
+  p.h = q.size(2);
+  p.kd = q.size(3);
+  p.vd = v.size(3);
+  p.gate = int(gate);
+  p.l2 = l2;
+  p.scale = float(delta_scale(scale, p.kd));
+  ws.fill(p);
+  build_index(ws.cu, q.size(0), q.size(1), ws.n, const_cast<int64_t*>(p.seq),
+              const_cast<int64_t*>(p.chunks), st);
+  launch_prep(p, st);
+  launch_states(p, st);
+}
+
+}  // namespace delta_chunk
+
+void delta_rule_chunk_fwd_cuda(const DeltaFwdArgs& a) {
+  const Device dev = a.q.device();
+  cudaStream_t st = cuda::current_stream(dev.index);
+  delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, false);
+  delta_chunk::Params p;
+  p.o = a.o.defined() ? a.o.data<bf16>() : nullptr;
+  p.ht = a.ht.defined() ? a.ht.data<float>() : nullptr;
+  delta_chunk::run_forward_states(a.q, a.k, a.v, a.beta, a.g, a.h0, a.gate, a.scale, a.l2norm_qk,
+                                  ws, p, st);
+  if (p.max_chunks > 0 && p.o && p.h > 0) {
+    delta_chunk::dispatch_kv(p.kd, p.vd, [&](auto k, auto v) {
+      delta_chunk::launch_out_t<decltype(k)::value, decltype(v)::value>(p, st);
+    });
+  }
+}
+
+}  // namespace seqmix
