@@ -12,7 +12,8 @@
 //   (<= 64 step) cancellation remains, never a sequence-long one. The per-chunk sums run in a
 //   separate small kernel, so no floating-point atomics anywhere (bitwise deterministic).
 // Kernels: the states kernels of gla_chunk_fwd.cu (forward recompute of S, reverse for dH),
-// dqkv (one block per chunk and head, warp w owns rows [16w, 16w + 16)), dg (cumulative sum).
+// dqkv (one block per chunk and head, the whole V in shared memory, warp w owns rows
+// [16w, 16w + 16)), dg (cumulative sums per chunk).
 // Per-key-dim gates use the same in-sub-chunk reference point as the forward (see there).
 #include <cuda_runtime.h>
 
@@ -49,12 +50,6 @@ __device__ __forceinline__ void split_product(float (&acc)[K / 8][4], const floa
 }
 
 template <int K, int V, bool KV>
-constexpr int dqkv_smem_bytes() {
-  return (KV ? kBT * (K + 4) : kBT) * 4 + 2 * kBT * (K + 8) * 2 + 2 * kBT * (V + 8) * 2 +
-         K * (V + 8) * 2;
-}
-
-template <int K, int V, bool KV>
 __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Params p) {
   constexpr int kLdK = K + 8, kLdV = V + 8, kLdB = K + 4;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -69,12 +64,14 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
-  load_gate<K, KV>(sb, p, h, r0, r1);
-  load_tile<K>(sq, p.q + h * K, r0, r1, p.h * K);
-  load_tile<K>(sk, p.k + h * K, r0, r1, p.h * K);
-  load_tile<V>(sv, p.v + h * V, r0, r1, p.h * V);
-  load_tile<V>(sdo, p.dout + h * V, r0, r1, p.h * V);
-  load_state<K, V>(ss, p.hs + (x * p.h + h) * K * V);
+  load_gate<K, KV, true>(sb, p, h, r0, r1);
+  load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
+  load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<V, true>(sv, p.v + h * V, r0, r1, p.h * V);
+  load_tile<V, true>(sdo, p.dout + h * V, r0, r1, p.h * V);
+  cp_async_commit();
+  load_state<K, V>(ss, p.hs + (x * p.h + h) * K * V, V);
+  cp_async_wait<0>();
   __syncthreads();
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tq = lane & 3;
@@ -93,23 +90,52 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
 
   float sc[8][4];
   float acc[K / 8][4];
+  // Scalar gates: exp(b_t) and exp(B - b_t) of this thread's rows t0 + gq (+8).
+  float erow[2], erow_b[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int t = t0 + gq + 8 * r;
+    erow[r] = KV ? 1.f : __expf(sb[t]);
+    erow_b[r] = KV ? 1.f : __expf(sb[kBT - 1] - sb[t]);
+  }
+  // Scalar gates: the per-row sums of q dq' (dq phase), k dk'_intra and k dk_inter (dk phase) are
+  // all dg needs, so dgk / dgk2 hold one value per (row, head) instead of per key dim.
+  float row_qdq[2] = {0.f, 0.f}, row_kin[2] = {0.f, 0.f}, row_kex[2] = {0.f, 0.f};
+  // The A fragments of dO (dq) and v (dk) rows t0.. stay in registers up to V = 128; wider V
+  // reloads them from shared memory per use (register pressure).
+  constexpr bool kKeep = V <= 128;
+  uint32_t fr[kKeep ? V / 16 : 1][4] = {};
+  auto get_a = [&](uint32_t(&a)[4], const bf16* tile, int kk) {
+    if constexpr (kKeep) {
+      a[0] = fr[kk][0];
+      a[1] = fr[kk][1];
+      a[2] = fr[kk][2];
+      a[3] = fr[kk][3];
+    } else {
+      load_a(a, tile, kLdV, t0, 16 * kk, gq, tq);
+    }
+  };
 
   // ---- dq (rows t = t0..) ----
   {
 #pragma unroll
     for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
-    uint32_t da[V / 16][4];
+    if constexpr (kKeep) {
 #pragma unroll
-    for (int kk = 0; kk < V / 16; ++kk) load_a(da[kk], sdo, kLdV, t0, 16 * kk, gq, tq);
+      for (int kk = 0; kk < V / 16; ++kk) load_a(fr[kk], sdo, kLdV, t0, 16 * kk, gq, tq);
+    }
 #pragma unroll
-    for (int kk = 0; kk < V / 16; ++kk)
+    for (int kk = 0; kk < V / 16; ++kk) {
+      uint32_t a[4];
+      get_a(a, sdo, kk);
 #pragma unroll
       for (int j = 0; j < 8; ++j)
         if (j < 2 * warp + 2) {
           uint32_t b0, b1;
           load_bt(b0, b1, sv, kLdV, 8 * j, 16 * kk, gq, tq);
-          mma_16816(sc[j], da[kk], b0, b1);
+          mma_16816(sc[j], a, b0, b1);
         }
+    }
     float diag[2] = {0.f, 0.f};  // do_t·v_t of rows t0 + gq (+8), kept out of the products
 #pragma unroll
     for (int j = 0; j < 8; ++j)
@@ -150,15 +176,31 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
       float tmp[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
       for (int kk = 0; kk < V / 16; ++kk) {
-        uint32_t b0, b1;
+        uint32_t a[4], b0, b1;
+        get_a(a, sdo, kk);
         load_bt(b0, b1, ss, kLdV, 8 * j, 16 * kk, gq, tq);
-        mma_16816(tmp, da[kk], b0, b1);
+        mma_16816(tmp, a, b0, b1);
       }
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int t = t0 + gq + (e >> 1) * 8, d = 8 * j + 2 * tq + (e & 1);
         const float intra = KV ? acc[j][e] * __expf(gb(t, d) - gb(ref, d)) : acc[j][e];
-        acc[j][e] = p.scale * (intra + tmp[e] * __expf(gb(t, d)));
+        acc[j][e] = p.scale * (intra + tmp[e] * (KV ? __expf(gb(t, d)) : erow[e >> 1]));
+      }
+    }
+    if (!KV && p.dgk) {  // scalar gates: Σ_d q dq' per row (zero-filled rows give 0)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int t = t0 + gq + 8 * r;
+        float sum = 0.f;
+#pragma unroll
+        for (int j = 0; j < K / 8; ++j)
+#pragma unroll
+          for (int c = 0; c < 2; ++c)
+            sum += ld_bf16(sq + t * kLdK + 8 * j + 2 * tq + c) * acc[j][2 * r + c];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        row_qdq[r] = sum;
       }
     }
 #pragma unroll
@@ -166,15 +208,15 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
       const int t = t0 + gq + 8 * r;
       const int64_t row = r0 + t;
       if (row >= r1) continue;
-      if (p.dgk) {
+      if (KV && p.dgk) {
         float* dst = p.dgk + (row * p.h + h) * K;
 #pragma unroll
-        for (int j = 0; j < K / 8; ++j)
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const int d = 8 * j + 2 * tq + c;
-            dst[d] = ld_bf16(sq + t * kLdK + d) * acc[j][2 * r + c];
-          }
+        for (int j = 0; j < K / 8; ++j) {
+          const int d = 8 * j + 2 * tq;
+          *reinterpret_cast<float2*>(dst + d) =
+              make_float2(ld_bf16(sq + t * kLdK + d) * acc[j][2 * r],
+                          ld_bf16(sq + t * kLdK + d + 1) * acc[j][2 * r + 1]);
+        }
       }
       if (p.dq) {
         bf16* dst = p.dq + (row * p.h + h) * K;
@@ -191,14 +233,37 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
   }
 
   __syncthreads();  // every warp is done with S
-  load_state<K, V>(ss, p.dhs + (x * p.h + h) * K * V);
+  load_state<K, V>(ss, p.dhs + (x * p.h + h) * K * V, V);
   __syncthreads();
-  if (p.dgs) {  // exp(B) Σ_v S ⊙ dH per key dim
+  if (p.dgs) {  // exp(B) Σ_v S ⊙ dH per key dim: warp w takes rows w, w + 4, ..., lanes split V
+    // S comes from global memory (L2): the loads of kB rows are issued before they are used.
     const bf16* src = p.hs + (x * p.h + h) * K * V;
-    for (int d = threadIdx.x; d < K; d += kThreads) {
-      float sum = 0.f;
-      for (int v = 0; v < V; ++v) sum += ld_bf16(src + d * V + v) * ld_bf16(ss + d * kLdV + v);
-      p.dgs[(x * p.h + h) * K + d] = __expf(gb(kBT - 1, d)) * sum;
+    constexpr int kRows = K / 4, kPer = V / 64, kB = 8;
+    static_assert(kRows % kB == 0, "rows per warp in batches of kB");
+#pragma unroll 1
+    for (int i0 = 0; i0 < kRows; i0 += kB) {
+      __nv_bfloat162 hv[kB][kPer];
+#pragma unroll
+      for (int i = 0; i < kB; ++i)
+#pragma unroll
+        for (int c = 0; c < kPer; ++c)
+          hv[i][c] = *reinterpret_cast<const __nv_bfloat162*>(src + (warp + 4 * (i0 + i)) * V +
+                                                              2 * lane + 64 * c);
+#pragma unroll
+      for (int i = 0; i < kB; ++i) {
+        const int d = warp + 4 * (i0 + i);
+        float sum = 0.f;
+#pragma unroll
+        for (int c = 0; c < kPer; ++c) {
+          const float2 a = __bfloat1622float2(hv[i][c]);
+          const float2 b = __bfloat1622float2(
+              *reinterpret_cast<const __nv_bfloat162*>(ss + d * kLdV + 2 * lane + 64 * c));
+          sum += a.x * b.x + a.y * b.y;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (lane == 0) p.dgs[(x * p.h + h) * K + d] = __expf(gb(kBT - 1, d)) * sum;
+      }
     }
   }
 
@@ -206,18 +271,22 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
   {
 #pragma unroll
     for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
-    uint32_t va[V / 16][4];
+    if constexpr (kKeep) {
 #pragma unroll
-    for (int kk = 0; kk < V / 16; ++kk) load_a(va[kk], sv, kLdV, t0, 16 * kk, gq, tq);
+      for (int kk = 0; kk < V / 16; ++kk) load_a(fr[kk], sv, kLdV, t0, 16 * kk, gq, tq);
+    }
 #pragma unroll
-    for (int kk = 0; kk < V / 16; ++kk)
+    for (int kk = 0; kk < V / 16; ++kk) {
+      uint32_t a[4];
+      get_a(a, sv, kk);
 #pragma unroll
       for (int j = 0; j < 8; ++j)
         if (j >= 2 * warp) {
           uint32_t b0, b1;
           load_bt(b0, b1, sdo, kLdV, 8 * j, 16 * kk, gq, tq);
-          mma_16816(sc[j], va[kk], b0, b1);
+          mma_16816(sc[j], a, b0, b1);
         }
+    }
     float diag[2] = {0.f, 0.f};  // v_s·do_s of rows t0 + gq (+8)
 #pragma unroll
     for (int j = 0; j < 8; ++j)
@@ -258,11 +327,12 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
       float tmp[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
       for (int kk = 0; kk < V / 16; ++kk) {
-        uint32_t b0, b1;
+        uint32_t a[4], b0, b1;
+        get_a(a, sv, kk);
         load_bt(b0, b1, ss, kLdV, 8 * j, 16 * kk, gq, tq);
-        mma_16816(tmp, va[kk], b0, b1);
+        mma_16816(tmp, a, b0, b1);
       }
-      // Stored per 8 key dims: dk = intra + inter + diagonal; dgk -= k intra; dgk2 = k inter.
+      // Stored per 8 key dims: dk = intra + inter + diagonal; dg scratch k intra, k inter.
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int s = t0 + gq + 8 * r;
@@ -274,7 +344,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
         for (int c = 0; c < 2; ++c) {
           const float raw = acc[j][2 * r + c];
           intra[c] = p.scale * (KV ? raw * __expf(gb(ref, d + c) - gb(s, d + c)) : raw);
-          inter[c] = tmp[2 * r + c] * __expf(gb(kBT - 1, d + c) - gb(s, d + c));
+          inter[c] = tmp[2 * r + c] * (KV ? __expf(gb(kBT - 1, d + c) - gb(s, d + c)) : erow_b[r]);
           kv[c] = ld_bf16(sk + s * kLdK + d + c);
         }
         if (p.dk) {
@@ -283,14 +353,30 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
               pack_bf16(intra[0] + inter[0] + dd * ld_bf16(sq + s * kLdK + d),
                         intra[1] + inter[1] + dd * ld_bf16(sq + s * kLdK + d + 1));
         }
-        if (p.dgk) {  // the same thread wrote q dq of these elements above
-          float* dst = p.dgk + (row * p.h + h) * K + d;
-          float* dst2 = p.dgk2 + (row * p.h + h) * K + d;
+        if (KV && p.dgk) {
+          *reinterpret_cast<float2*>(p.dgk3 + (row * p.h + h) * K + d) =
+              make_float2(kv[0] * intra[0], kv[1] * intra[1]);
+          *reinterpret_cast<float2*>(p.dgk2 + (row * p.h + h) * K + d) =
+              make_float2(kv[0] * inter[0], kv[1] * inter[1]);
+        }
+        if (!KV && p.dgk) {
+          row_kin[r] += kv[0] * intra[0] + kv[1] * intra[1];
+          row_kex[r] += kv[0] * inter[0] + kv[1] * inter[1];
+        }
+      }
+    }
+    if (!KV && p.dgk) {
 #pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            dst[c] -= kv[c] * intra[c];
-            dst2[c] = kv[c] * inter[c];
-          }
+      for (int r = 0; r < 2; ++r) {
+        float a = row_kin[r], b = row_kex[r];
+        a += __shfl_xor_sync(0xffffffffu, a, 1);
+        a += __shfl_xor_sync(0xffffffffu, a, 2);
+        b += __shfl_xor_sync(0xffffffffu, b, 1);
+        b += __shfl_xor_sync(0xffffffffu, b, 2);
+        const int64_t row = r0 + t0 + gq + 8 * r;
+        if (tq == 0 && row < r1) {
+          p.dgk[row * p.h + h] = row_qdq[r] - a;
+          p.dgk2[row * p.h + h] = b;
         }
       }
     }
@@ -326,47 +412,65 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
         const int s = t0 + gq + (e >> 1) * 8, t = 8 * j + 2 * tq + (e & 1);
         sc[j][e] = t >= s ? p.scale * sc[j][e] * sdecay(t, s) : 0.f;
       }
-    float dv[V / 8][4];
-#pragma unroll
-    for (int j = 0; j < V / 8; ++j) dv[j][0] = dv[j][1] = dv[j][2] = dv[j][3] = 0.f;
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-      if (j >= warp) {
-        uint32_t a[4];
-        c_to_a(a, sc, j);
-#pragma unroll
-        for (int jj = 0; jj < V / 16; ++jj) {
-          uint32_t bfr[4];
-          load_b(bfr, sdo, kLdV, 16 * j, 16 * jj, lane);
-          mma_16816(dv[2 * jj], a, bfr[0], bfr[1]);
-          mma_16816(dv[2 * jj + 1], a, bfr[2], bfr[3]);
-        }
-      }
     // (k_s exp(B - b_s)) dH
     auto fkb = [&](int s, int d) {
       return ld_bf16(sk + s * kLdK + d) * __expf(gb(kBT - 1, d) - gb(s, d));
     };
+    // V in parts of at most 128 columns (the scores are shared by the parts).
+    constexpr int kVP = V <= 128 ? V : V / 2;
+#pragma unroll 1
+    for (int vp = 0; vp < V; vp += kVP) {
+      float dv[kVP / 8][4];
 #pragma unroll
-    for (int kk = 0; kk < K / 16; ++kk) {
-      uint32_t a[4];
-      frag_a(a, fkb, t0, 16 * kk, gq, tq);
+      for (int j = 0; j < kVP / 8; ++j) dv[j][0] = dv[j][1] = dv[j][2] = dv[j][3] = 0.f;
+        // Inter-chunk part (k_s exp(B - b_s)) dH first: scalar gates multiply the rows afterwards.
 #pragma unroll
-      for (int jj = 0; jj < V / 16; ++jj) {
-        uint32_t bfr[4];
-        load_b(bfr, ss, kLdV, 16 * kk, 16 * jj, lane);
-        mma_16816(dv[2 * jj], a, bfr[0], bfr[1]);
-        mma_16816(dv[2 * jj + 1], a, bfr[2], bfr[3]);
+      for (int kk = 0; kk < K / 16; ++kk) {
+        uint32_t a[4];
+        if constexpr (KV)
+          frag_a(a, fkb, t0, 16 * kk, gq, tq);
+        else
+          load_a(a, sk, kLdK, t0, 16 * kk, gq, tq);
+#pragma unroll
+        for (int jj = 0; jj < kVP / 16; ++jj) {
+          uint32_t bfr[4];
+          load_b(bfr, ss, kLdV, 16 * kk, vp + 16 * jj, lane);
+          mma_16816(dv[2 * jj], a, bfr[0], bfr[1]);
+          mma_16816(dv[2 * jj + 1], a, bfr[2], bfr[3]);
+        }
       }
-    }
+      if constexpr (!KV) {
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int64_t row = r0 + t0 + gq + 8 * r;
-      if (row >= r1) continue;
-      bf16* dst = p.dv + (row * p.h + h) * V;
+        for (int j = 0; j < kVP / 8; ++j) {
+          dv[j][0] *= erow_b[0];
+          dv[j][1] *= erow_b[0];
+          dv[j][2] *= erow_b[1];
+          dv[j][3] *= erow_b[1];
+        }
+      }
 #pragma unroll
-      for (int j = 0; j < V / 8; ++j)
-        *reinterpret_cast<uint32_t*>(dst + 8 * j + 2 * tq) =
-            pack_bf16(dv[j][2 * r], dv[j][2 * r + 1]);
+      for (int j = 0; j < 4; ++j)
+        if (j >= warp) {
+          uint32_t a[4];
+          c_to_a(a, sc, j);
+#pragma unroll
+          for (int jj = 0; jj < kVP / 16; ++jj) {
+            uint32_t bfr[4];
+            load_b(bfr, sdo, kLdV, 16 * j, vp + 16 * jj, lane);
+            mma_16816(dv[2 * jj], a, bfr[0], bfr[1]);
+            mma_16816(dv[2 * jj + 1], a, bfr[2], bfr[3]);
+          }
+        }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int64_t row = r0 + t0 + gq + 8 * r;
+        if (row >= r1) continue;
+        bf16* dst = p.dv + (row * p.h + h) * V + vp;
+#pragma unroll
+        for (int j = 0; j < kVP / 8; ++j)
+          *reinterpret_cast<uint32_t*>(dst + 8 * j + 2 * tq) =
+              pack_bf16(dv[j][2 * r], dv[j][2 * r + 1]);
+      }
     }
   }
 }
@@ -383,32 +487,50 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dg(const Params
   const int64_t kd = p.kd;
   const float* dgs = p.dgs + (x * p.h + h) * kd;
   if constexpr (KV) {
+    // Thread d: the exclusive prefix of k dk_inter in registers (loads independent of the sums,
+    // so they are all in flight at once), then the suffix of q dq' - k dk_intra in batches of 16
+    // rows whose loads are issued before any store. Same summation order as a plain loop.
+    const int64_t stride = p.h * kd;
     for (int64_t d = threadIdx.x; d < kd; d += kThreads) {
-      float run = dgs[d];
-      for (int u = len - 1; u >= 0; --u) {
-        const int64_t i = ((r0 + u) * p.h + h) * kd + d;
-        run += p.dgk[i];
-        p.dg[i] = run;
+      const int64_t base = (r0 * p.h + h) * kd + d;
+      const float* __restrict__ ex = p.dgk2 + base;
+      const float* __restrict__ qd = p.dgk + base;
+      const float* __restrict__ ki = p.dgk3 + base;
+      float* __restrict__ out = p.dg + base;
+      float pre[kBT];
+      float acc = 0.f;
+#pragma unroll
+      for (int u = 0; u < kBT; ++u) {
+        const float e = u < len ? ex[u * stride] : 0.f;
+        pre[u] = acc;
+        acc += e;
       }
-      float pre = 0.f;
-      for (int u = 0; u < len; ++u) {
-        const int64_t i = ((r0 + u) * p.h + h) * kd + d;
-        p.dg[i] += pre;
-        pre += p.dgk2[i];
+      float run = dgs[d];
+#pragma unroll
+      for (int b = kBT / 16 - 1; b >= 0; --b) {
+        float a[16], c[16];
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+          const int u = 16 * b + i;
+          a[i] = u < len ? qd[u * stride] : 0.f;
+          c[i] = u < len ? ki[u * stride] : 0.f;
+        }
+#pragma unroll
+        for (int i = 15; i >= 0; --i) {
+          const int u = 16 * b + i;
+          if (u < len) {
+            run += a[i] - c[i];
+            out[u * stride] = run + pre[u];
+          }
+        }
       }
     }
   } else {
     __shared__ float s1[kBT], s2[kBT], s0;
     const int u = threadIdx.x;
-    if (u < len) {
-      float a = 0.f, b = 0.f;
-      const int64_t i = ((r0 + u) * p.h + h) * kd;
-      for (int64_t d = 0; d < kd; ++d) {
-        a += p.dgk[i + d];
-        b += p.dgk2[i + d];
-      }
-      s1[u] = a;
-      s2[u] = b;
+    if (u < len) {  // dgk / dgk2 hold per-row sums over K for scalar gates
+      s1[u] = p.dgk[(r0 + u) * p.h + h];
+      s2[u] = p.dgk2[(r0 + u) * p.h + h];
     }
     if (threadIdx.x == kThreads - 1) {
       float a = 0.f;
@@ -433,7 +555,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dg(const Params
 
 template <int K, int V, bool KV>
 void launch_dqkv_t(const Params& p, cudaStream_t st) {
-  constexpr int smem = dqkv_smem_bytes<K, V, KV>();
+  constexpr int smem = dqkv_smem(K, V, KV);
   auto kern = gla_chunk_bwd_kernel_dqkv<K, V, KV>;
   SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const dim3 grid(unsigned(p.max_chunks), unsigned(p.h));
@@ -441,16 +563,28 @@ void launch_dqkv_t(const Params& p, cudaStream_t st) {
   SEQMIX_LAUNCH_CHECK();
 }
 
+template <int K, bool KV>
+void launch_dqkv_k(const Params& p, cudaStream_t st) {
+  switch (p.vd) {
+    case 64:
+      return launch_dqkv_t<K, 64, KV>(p, st);
+    case 128:
+      return launch_dqkv_t<K, 128, KV>(p, st);
+    case 192:
+      return launch_dqkv_t<K, 192, KV>(p, st);
+    default:
+      return launch_dqkv_t<K, 256, KV>(p, st);
+  }
+}
+
 template <bool KV>
 void launch_dqkv(const Params& p, cudaStream_t st) {
-  if (p.kd == 64 && p.vd == 64)
-    launch_dqkv_t<64, 64, KV>(p, st);
-  else if (p.kd == 64)
-    launch_dqkv_t<64, 128, KV>(p, st);
-  else if (p.vd == 64)
-    launch_dqkv_t<128, 64, KV>(p, st);
+  if (p.kd == 64)
+    launch_dqkv_k<64, KV>(p, st);
+  else if (p.kd == 96)
+    launch_dqkv_k<96, KV>(p, st);
   else
-    launch_dqkv_t<128, 128, KV>(p, st);
+    launch_dqkv_k<128, KV>(p, st);
 }
 
 }  // namespace
@@ -491,7 +625,8 @@ void gla_chunk_bwd_cuda(const GlaBwdArgs& a) {
   p.chunks = idx + n + 1;
   gla_chunk::build_index(cu, b, t, n, idx, idx + n + 1, st);
 
-  Tensor hs, dhs, dgk, dgk2, dgs;
+  const bool kv = a.gate == GlaGate::KeyVector;
+  Tensor hs, dhs, dgk, dgk2, dgk3, dgs;
   if (p.max_chunks > 0) {
     hs = Tensor::empty({p.max_chunks, h, p.kd, p.vd}, DType::BF16, dev);
     dhs = Tensor::empty({p.max_chunks, h, p.kd, p.vd}, DType::BF16, dev);
@@ -499,16 +634,26 @@ void gla_chunk_bwd_cuda(const GlaBwdArgs& a) {
     p.dhs = dhs.data<bf16>();
   }
   if (need_dg) {
-    dgk = Tensor::empty({b * t * h * p.kd}, DType::F32, dev);
-    dgk2 = Tensor::empty({b * t * h * p.kd}, DType::F32, dev);
+    const int64_t per_row = kv ? p.kd : 1;  // scalar gates keep per-row sums over K
+    dgk = Tensor::empty({b * t * h * per_row}, DType::F32, dev);
+    dgk2 = Tensor::empty({b * t * h * per_row}, DType::F32, dev);
+    if (kv) {
+      dgk3 = Tensor::empty({b * t * h * per_row}, DType::F32, dev);
+      p.dgk3 = dgk3.data<float>();
+    }
     dgs = Tensor::empty({p.max_chunks * h * p.kd}, DType::F32, dev);
     p.dgk = dgk.data<float>();
     p.dgk2 = dgk2.data<float>();
     p.dgs = dgs.data<float>();
   }
+  Tensor gc;
+  if (a.gate == GlaGate::KeyVector || a.gate == GlaGate::HeadScalar) {
+    gc = Tensor::empty({b * t * h * (a.gate == GlaGate::KeyVector ? p.kd : 1)}, DType::F32, dev);
+    p.gc = gc.data<float>();
+    gla_chunk::launch_cumsum(p, st);
+  }
   gla_chunk::launch_states(p, false, st);  // S at every chunk start
   gla_chunk::launch_states(p, true, st);   // dH at every chunk end, dh0
-  const bool kv = a.gate == GlaGate::KeyVector;
   if (p.max_chunks > 0 && (p.dq || p.dk || p.dv || p.dgk)) {
     if (kv)
       gla_chunk::launch_dqkv<true>(p, st);

@@ -4,9 +4,11 @@
 // with b the chunk-local inclusive cumulative log-gate (per key dim for KeyVector, a scalar per
 // step otherwise) and B_c = b at the chunk's last step. Chunks of 64 steps never cross sequence
 // boundaries (packed batches use per-sequence chunk offsets).
-// Kernels: index (sequence / chunk offsets), states (one block per sequence, head and 64-wide V
-// slice, sequential over chunks, fp32 state in registers, each chunk-start state stored in bf16),
-// output (one block per chunk and head; warp w computes rows [16w, 16w + 16)).
+// Kernels: index (sequence / chunk offsets), cumsum (chunk-local cumulative log-gates, once),
+// states (one block per sequence, head, 64-row K slice and 64-wide V slice, sequential over
+// chunks with cp.async prefetch, fp32 state in registers, each chunk-start state stored in bf16),
+// output (one block per chunk, head and V slice; warp w computes rows [16w, 16w + 16)).
+// Shapes: K in {64, 96, 128}, V in {64, 128, 192, 256}.
 // Exactness of per-key-dim gates: the intra-chunk scores of warp w use the reference point
 // r = b at row 16w + 7: q̃_t = q_t exp(b_t - r), k̃_s = k_s exp(r - b_s); every exponent spans at
 // most 8 steps, so nothing overflows while 8 consecutive log-gates sum to more than about -80 (per
@@ -14,6 +16,9 @@
 // exp(b_t - b_s) (<= 1) to the scores after the product: exact for any decay.
 // Layouts: see kernels/gla/gla.h. Also the host entry points gla_chunk_supports / _fwd_cuda.
 #include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
 
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/runtime.h"
@@ -31,74 +36,150 @@ __global__ void gla_chunk_fwd_kernel_index(const int64_t* cu, int64_t b, int64_t
   for (int64_t i = 0; i < n; ++i) chunks[i + 1] = chunks[i] + (seq[i + 1] - seq[i] + kBT - 1) / kBT;
 }
 
+// Chunk-local inclusive cumulative log-gate, one block per (chunk, head). KeyVector: thread d
+// sums key dim d over the chunk's rows in order (loads issued 16 at a time); HeadScalar: one row
+// per thread, a fixed-order two-warp scan. Deterministic; rows past the sequence are not written.
+template <bool KV>
+__global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_cumsum(const Params p) {
+  const int64_t x = blockIdx.x, h = blockIdx.y;
+  const int64_t n = find_seq(p, x);
+  if (n < 0) return;
+  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  float* gc = const_cast<float*>(p.gc);
+  if constexpr (KV) {
+    const int64_t kd = p.kd, stride = p.h * kd;
+    for (int64_t d = threadIdx.x; d < kd; d += kThreads) {
+      const float* src = p.g + (r0 * p.h + h) * kd + d;
+      float* dst = gc + (r0 * p.h + h) * kd + d;
+      float acc = 0.f;
+      const int len = int(r1 - r0 < kBT ? r1 - r0 : kBT);
+#pragma unroll 1
+      for (int t0 = 0; t0 < len; t0 += 16) {
+        float buf[16];
+#pragma unroll
+        for (int t = 0; t < 16; ++t) buf[t] = t0 + t < len ? src[t * stride] : 0.f;
+#pragma unroll
+        for (int t = 0; t < 16; ++t) {
+          acc += buf[t];
+          if (t0 + t < len) dst[t * stride] = acc;
+        }
+        src += 16 * stride;
+        dst += 16 * stride;
+      }
+    }
+  } else {
+    __shared__ float total;
+    const int t = threadIdx.x, lane = t & 31;
+    float v = 0.f;
+    if (t < kBT && r0 + t < r1) v = p.g[(r0 + t) * p.h + h];
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const float u = __shfl_up_sync(0xffffffffu, v, o);
+      if (lane >= o) v += u;
+    }
+    if (t == 31) total = v;
+    __syncthreads();
+    if (t >= 32 && t < kBT) v += total;
+    if (t < kBT && r0 + t < r1) gc[(r0 + t) * p.h + h] = v;
+  }
+}
+
 // Forward (REV = false): state at each chunk start -> p.hs, final state -> p.ht.
 // Reverse (REV = true): dS_c = exp(B_c) dS_{c+1} + scale Q̂_cᵀ dO_c with Q̂_t = q_t exp(b_t); the
 // gradient at each chunk end -> p.dhs, at the sequence start -> p.dh0.
+// One block per (sequence, head, 64-row K slice, 64-wide V slice): the rows of the state are
+// independent (row d only needs key dim d and its gate), so slicing K multiplies the blocks of
+// this sequential kernel. Warp w owns rows k0 + 16w..+15 (none past K: K = 96 leaves the upper
+// half of the second slice idle). The tiles of the next kStages - 1 chunks are in flight
+// (cp.async) while one chunk is computed.
+template <bool KV>
+constexpr int states_stage_bytes() {
+  return (KV ? kBT * (kBK + 4) : kBT) * 4 + kBT * (kBK + 8) * 2 + kBT * (kBV + 8) * 2;
+}
+constexpr int kStages = 3;
+
 template <int K, bool KV, bool REV>
 __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_states(const Params p) {
-  constexpr int kLdA = K + 8, kLdV = kBV + 8, kLdB = K + 4;
-  constexpr int kMT = K / 64;  // 16-row m-tiles per warp
+  constexpr int kLdA = kBK + 8, kLdV = kBV + 8, kLdB = kBK + 4;
+  constexpr int kGateBytes = (KV ? kBT * kLdB : kBT) * 4;
+  constexpr int kStage = states_stage_bytes<KV>();
+  static_assert(kStage % 16 == 0 && kGateBytes % 16 == 0, "16-byte aligned stages");
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  float* sb = reinterpret_cast<float*>(smem_raw);
-  bf16* sa = reinterpret_cast<bf16*>(sb + (KV ? kBT * kLdB : kBT));
-  bf16* sv = sa + kBT * kLdA;
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tq = lane & 3;
-  const int64_t v0 = int64_t(blockIdx.x) * kBV, h = blockIdx.y, n = blockIdx.z;
+  const int nvs = int(p.vd / kBV);
+  const int64_t v0 = int64_t(blockIdx.x % nvs) * kBV, h = blockIdx.y, n = blockIdx.z;
+  const int k0 = int(blockIdx.x / nvs) * kBK;
+  const bool active = k0 + 16 * warp < K;
   const int64_t bos = p.seq[n], eos = p.seq[n + 1];
   const int64_t nc = (eos - bos + kBT - 1) / kBT;
-  const int dbase = warp * (K / 4);
+  const int dbase = k0 + 16 * warp;  // absolute key row of this warp's first row
   const int64_t state_off = (n * p.h + h) * K * p.vd;
 
-  float acc[kMT][kBV / 8][4];
+  float acc[kBV / 8][4];
   const float* init = REV ? p.dht : p.h0;
 #pragma unroll
-  for (int m = 0; m < kMT; ++m)
+  for (int j = 0; j < kBV / 8; ++j)
 #pragma unroll
-    for (int j = 0; j < kBV / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int d = dbase + 16 * m + gq + (e >> 1) * 8;
-        const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
-        acc[m][j][e] = init ? init[state_off + d * p.vd + v] : 0.f;
-      }
+    for (int e = 0; e < 4; ++e) {
+      const int d = dbase + gq + (e >> 1) * 8;
+      const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
+      acc[j][e] = init && active ? init[state_off + d * p.vd + v] : 0.f;
+    }
 
-  const bf16* a_src = (REV ? p.q : p.k) + h * K;
+  const bf16* a_src = (REV ? p.q : p.k) + h * K + k0;
   const bf16* v_src = (REV ? p.dout : p.v) + h * p.vd + v0;
+  auto issue = [&](int64_t i) {  // tiles of the i-th chunk visited into stage i % kStages
+    if (i < nc) {
+      unsigned char* base = smem_raw + (i % kStages) * kStage;
+      float* sb = reinterpret_cast<float*>(base);
+      bf16* sa = reinterpret_cast<bf16*>(base + kGateBytes);
+      const int64_t c = REV ? nc - 1 - i : i, r0 = bos + c * kBT;
+      load_gate<kBK, KV, true>(sb, p, h, r0, eos, k0);
+      load_tile<kBK, true>(sa, a_src, r0, eos, p.h * K, K - k0);
+      load_tile<kBV, true>(sa + kBT * kLdA, v_src, r0, eos, p.h * p.vd);
+    }
+    cp_async_commit();  // empty groups keep the wait count uniform
+  };
+#pragma unroll
+  for (int i = 0; i < kStages - 1; ++i) issue(i);
+
   bf16* store = REV ? p.dhs : p.hs;
   for (int64_t i = 0; i < nc; ++i) {
     const int64_t c = REV ? nc - 1 - i : i;
-    bf16* dst = store + ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
-#pragma unroll
-    for (int m = 0; m < kMT; ++m)
+    if (active) {
+      bf16* dst = store + ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
 #pragma unroll
       for (int j = 0; j < kBV / 8; ++j)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          const int d = dbase + 16 * m + gq + r * 8;
+          const int d = dbase + gq + r * 8;
           *reinterpret_cast<uint32_t*>(dst + d * p.vd + 8 * j + 2 * tq) =
-              pack_bf16(acc[m][j][2 * r], acc[m][j][2 * r + 1]);
+              pack_bf16(acc[j][2 * r], acc[j][2 * r + 1]);
         }
-    const int64_t r0 = bos + c * kBT;
-    __syncthreads();  // the previous chunk's tiles are no longer read
-    load_gate<K, KV>(sb, p, h, r0, eos);
-    load_tile<K>(sa, a_src, r0, eos, p.h * K);
-    load_tile<kBV>(sv, v_src, r0, eos, p.h * p.vd);
-    __syncthreads();
+    }
+    __syncthreads();               // the stage about to be refilled is no longer read
+    issue(i + kStages - 1);        //
+    cp_async_wait<kStages - 1>();  // this thread's copies of chunk i have landed
+    __syncthreads();               // ... and everyone's
+    if (!active) continue;
 
+    unsigned char* base = smem_raw + (i % kStages) * kStage;
+    const float* sb = reinterpret_cast<const float*>(base);
+    const bf16* sa = reinterpret_cast<const bf16*>(base + kGateBytes);
+    const bf16* sv = sa + kBT * kLdA;
+    // Key dims are slice-local (0..63) in the tiles.
     auto gb = [&](int t, int d) { return KV ? sb[t * kLdB + d] : sb[t]; };
+    const int lbase = 16 * warp;
 #pragma unroll
-    for (int m = 0; m < kMT; ++m)
+    for (int r = 0; r < 2; ++r) {
+      const float decay = __expf(gb(kBT - 1, lbase + gq + r * 8));
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int d = dbase + 16 * m + gq + r * 8;
-        const float decay = __expf(gb(kBT - 1, d));
-#pragma unroll
-        for (int j = 0; j < kBV / 8; ++j) {
-          acc[m][j][2 * r] *= decay;
-          acc[m][j][2 * r + 1] *= decay;
-        }
+      for (int j = 0; j < kBV / 8; ++j) {
+        acc[j][2 * r] *= decay;
+        acc[j][2 * r + 1] *= decay;
       }
+    }
     // A[d][t] = k_td exp(B_d - b_td) (forward) or scale q_td exp(b_td) (reverse).
     auto fa = [&](int d, int t) {
       const float x = ld_bf16(sa + t * kLdA + d);
@@ -109,47 +190,39 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_states(const Pa
     };
 #pragma unroll
     for (int kk = 0; kk < kBT / 16; ++kk) {
-      uint32_t bfr[kBV / 16][4];
+      uint32_t a[4];
+      frag_a(a, fa, lbase, 16 * kk, gq, tq);
 #pragma unroll
-      for (int jj = 0; jj < kBV / 16; ++jj) load_b(bfr[jj], sv, kLdV, 16 * kk, 16 * jj, lane);
-#pragma unroll
-      for (int m = 0; m < kMT; ++m) {
-        uint32_t a[4];
-        frag_a(a, fa, dbase + 16 * m, 16 * kk, gq, tq);
-#pragma unroll
-        for (int jj = 0; jj < kBV / 16; ++jj) {
-          mma_16816(acc[m][2 * jj], a, bfr[jj][0], bfr[jj][1]);
-          mma_16816(acc[m][2 * jj + 1], a, bfr[jj][2], bfr[jj][3]);
-        }
+      for (int jj = 0; jj < kBV / 16; ++jj) {
+        uint32_t bfr[4];
+        load_b(bfr, sv, kLdV, 16 * kk, 16 * jj, lane);
+        mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
+        mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
       }
     }
   }
+  cp_async_wait<0>();
 
   float* out = REV ? p.dh0 : p.ht;
-  if (out) {
+  if (out && active) {
 #pragma unroll
-    for (int m = 0; m < kMT; ++m)
+    for (int j = 0; j < kBV / 8; ++j)
 #pragma unroll
-      for (int j = 0; j < kBV / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int d = dbase + 16 * m + gq + (e >> 1) * 8;
-          const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
-          out[state_off + d * p.vd + v] = acc[m][j][e];
-        }
+      for (int e = 0; e < 4; ++e) {
+        const int d = dbase + gq + (e >> 1) * 8;
+        const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
+        out[state_off + d * p.vd + v] = acc[j][e];
+      }
   }
 }
 
-template <int K, int V, bool KV>
-constexpr int out_smem_bytes() {
-  return (KV ? kBT * (K + 4) : kBT) * 4 + 2 * kBT * (K + 8) * 2 + kBT * (V + 8) * 2 +
-         K * (V + 8) * 2;
-}
-
-// One block per (chunk, head): o for the chunk's 64 rows; warp w owns rows [16w, 16w + 16).
-template <int K, int V, bool KV>
+// One block per (chunk, head, VS-wide V slice): o for the chunk's 64 rows; warp w owns rows
+// [16w, 16w + 16). V > 128 is split into slices (the scores are recomputed per slice) so the
+// accumulators stay in registers.
+template <int K, int VS, bool KV>
 __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params p) {
-  constexpr int kLdK = K + 8, kLdV = V + 8, kLdB = K + 4;
+  constexpr int kLdK = K + 8, kLdV = VS + 8, kLdB = K + 4;
+  constexpr int V = VS;  // width of this block's slice
   extern __shared__ __align__(16) unsigned char smem_raw[];
   float* sb = reinterpret_cast<float*>(smem_raw);
   bf16* sq = reinterpret_cast<bf16*>(sb + (KV ? kBT * kLdB : kBT));
@@ -157,15 +230,17 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
   bf16* sv = sk + kBT * kLdK;
   bf16* ss = sv + kBT * kLdV;
 
-  const int64_t x = blockIdx.x, h = blockIdx.y;
+  const int64_t x = blockIdx.x, h = blockIdx.y, v0 = int64_t(blockIdx.z) * VS, vd = p.vd;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
-  load_gate<K, KV>(sb, p, h, r0, r1);
-  load_tile<K>(sq, p.q + h * K, r0, r1, p.h * K);
-  load_tile<K>(sk, p.k + h * K, r0, r1, p.h * K);
-  load_tile<V>(sv, p.v + h * V, r0, r1, p.h * V);
-  load_state<K, V>(ss, p.hs + (x * p.h + h) * K * V);
+  load_gate<K, KV, true>(sb, p, h, r0, r1);
+  load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
+  load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<VS, true>(sv, p.v + h * vd + v0, r0, r1, p.h * vd);
+  cp_async_commit();
+  load_state<K, VS>(ss, p.hs + (x * p.h + h) * K * vd + v0, vd);
+  cp_async_wait<0>();
   __syncthreads();
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tq = lane & 3;
@@ -187,7 +262,10 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
 #pragma unroll
   for (int kk = 0; kk < K / 16; ++kk) {
     uint32_t a[4];
-    frag_a(a, fq, t0, 16 * kk, gq, tq);
+    if constexpr (KV)
+      frag_a(a, fq, t0, 16 * kk, gq, tq);
+    else
+      load_a(a, sq, kLdK, t0, 16 * kk, gq, tq);
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       if (j < 2 * warp + 2) {
@@ -213,6 +291,34 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
   float acc[V / 8][4];
 #pragma unroll
   for (int j = 0; j < V / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  // Inter-chunk part first: (scale q_t exp(b_t)) S_c; scalar gates take q S and multiply the
+  // rows by scale exp(b_t) afterwards (no per-element exp, q stays exact in bf16).
+  auto fqi = [&](int t, int d) { return p.scale * ld_bf16(sq + t * kLdK + d) * __expf(gb(t, d)); };
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    uint32_t a[4];
+    if constexpr (KV)
+      frag_a(a, fqi, t0, 16 * kk, gq, tq);
+    else
+      load_a(a, sq, kLdK, t0, 16 * kk, gq, tq);
+#pragma unroll
+    for (int jj = 0; jj < V / 16; ++jj) {
+      uint32_t bfr[4];
+      load_b(bfr, ss, kLdV, 16 * kk, 16 * jj, lane);
+      mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
+      mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
+    }
+  }
+  if constexpr (!KV) {
+    const float f0 = p.scale * __expf(sb[t0 + gq]), f1 = p.scale * __expf(sb[t0 + gq + 8]);
+#pragma unroll
+    for (int j = 0; j < V / 8; ++j) {
+      acc[j][0] *= f0;
+      acc[j][1] *= f0;
+      acc[j][2] *= f1;
+      acc[j][3] *= f1;
+    }
+  }
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     if (j <= warp) {
@@ -227,25 +333,11 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
       }
     }
   }
-  // Inter-chunk part: (scale q_t exp(b_t)) S_c.
-  auto fqi = [&](int t, int d) { return p.scale * ld_bf16(sq + t * kLdK + d) * __expf(gb(t, d)); };
-#pragma unroll
-  for (int kk = 0; kk < K / 16; ++kk) {
-    uint32_t a[4];
-    frag_a(a, fqi, t0, 16 * kk, gq, tq);
-#pragma unroll
-    for (int jj = 0; jj < V / 16; ++jj) {
-      uint32_t bfr[4];
-      load_b(bfr, ss, kLdV, 16 * kk, 16 * jj, lane);
-      mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
-      mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
-    }
-  }
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int64_t row = r0 + t0 + gq + 8 * r;
     if (row >= r1) continue;
-    bf16* orow = p.o + (row * p.h + h) * V;
+    bf16* orow = p.o + (row * p.h + h) * vd + v0;
 #pragma unroll
     for (int j = 0; j < V / 8; ++j)
       *reinterpret_cast<uint32_t*>(orow + 8 * j + 2 * tq) =
@@ -255,34 +347,54 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
 
 template <int K, bool KV, bool REV>
 void launch_states_t(const Params& p, cudaStream_t st) {
-  constexpr int smem = (KV ? kBT * (K + 4) : kBT) * 4 + kBT * (K + 8) * 2 + kBT * (kBV + 8) * 2;
+  constexpr int smem = kStages * states_stage_bytes<KV>();
   auto kern = gla_chunk_fwd_kernel_states<K, KV, REV>;
   SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  const dim3 grid(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n));
+  const dim3 grid(unsigned(p.vd / kBV * ((K + kBK - 1) / kBK)), unsigned(p.h), unsigned(p.n));
   kern<<<grid, kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
 
-template <int K, int V, bool KV>
+template <int K, bool KV>
+void launch_states_k(const Params& p, bool reverse, cudaStream_t st) {
+  reverse ? launch_states_t<K, KV, true>(p, st) : launch_states_t<K, KV, false>(p, st);
+}
+
+// V slice of the output kernel: V itself up to 128, else halves (192 -> 96, 256 -> 128).
+constexpr int out_slice(int64_t vd) {
+  return vd <= 128 ? int(vd) : int(vd / 2);
+}
+
+template <int K, int VS, bool KV>
 void launch_out_t(const Params& p, cudaStream_t st) {
-  constexpr int smem = out_smem_bytes<K, V, KV>();
-  auto kern = gla_chunk_fwd_kernel_o<K, V, KV>;
+  constexpr int smem = out_smem(K, VS, KV);
+  auto kern = gla_chunk_fwd_kernel_o<K, VS, KV>;
   SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  const dim3 grid(unsigned(p.max_chunks), unsigned(p.h));
+  const dim3 grid(unsigned(p.max_chunks), unsigned(p.h), unsigned(p.vd / VS));
   kern<<<grid, kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
+}
+
+template <int K, bool KV>
+void launch_out_k(const Params& p, cudaStream_t st) {
+  switch (out_slice(p.vd)) {
+    case 64:
+      return launch_out_t<K, 64, KV>(p, st);
+    case 96:
+      return launch_out_t<K, 96, KV>(p, st);
+    default:
+      return launch_out_t<K, 128, KV>(p, st);
+  }
 }
 
 template <bool KV>
 void launch_out(const Params& p, cudaStream_t st) {
-  if (p.kd == 64 && p.vd == 64)
-    launch_out_t<64, 64, KV>(p, st);
-  else if (p.kd == 64)
-    launch_out_t<64, 128, KV>(p, st);
-  else if (p.vd == 64)
-    launch_out_t<128, 64, KV>(p, st);
+  if (p.kd == 64)
+    launch_out_k<64, KV>(p, st);
+  else if (p.kd == 96)
+    launch_out_k<96, KV>(p, st);
   else
-    launch_out_t<128, 128, KV>(p, st);
+    launch_out_k<128, KV>(p, st);
 }
 
 }  // namespace
@@ -297,18 +409,24 @@ void build_index(const Tensor& cu_seqlens, int64_t b, int64_t t, int64_t n, int6
 void launch_states(const Params& p, bool reverse, cudaStream_t st) {
   const bool kv = p.gate == int(GlaGate::KeyVector);
   if (p.n == 0 || p.h == 0) return;
-  if (p.kd == 64) {
-    if (kv)
-      reverse ? launch_states_t<64, true, true>(p, st) : launch_states_t<64, true, false>(p, st);
-    else
-      reverse ? launch_states_t<64, false, true>(p, st) : launch_states_t<64, false, false>(p, st);
-  } else {
-    if (kv)
-      reverse ? launch_states_t<128, true, true>(p, st) : launch_states_t<128, true, false>(p, st);
-    else
-      reverse ? launch_states_t<128, false, true>(p, st)
-              : launch_states_t<128, false, false>(p, st);
-  }
+  if (p.kd == 64)
+    kv ? launch_states_k<64, true>(p, reverse, st) : launch_states_k<64, false>(p, reverse, st);
+  else if (p.kd == 96)
+    kv ? launch_states_k<96, true>(p, reverse, st) : launch_states_k<96, false>(p, reverse, st);
+  else
+    kv ? launch_states_k<128, true>(p, reverse, st) : launch_states_k<128, false>(p, reverse, st);
+}
+
+void launch_cumsum(const Params& p, cudaStream_t st) {
+  if (p.max_chunks == 0 || p.h == 0) return;
+  const dim3 grid(unsigned(p.max_chunks), unsigned(p.h));
+  if (p.gate == int(GlaGate::KeyVector))
+    gla_chunk_fwd_kernel_cumsum<true><<<grid, kThreads, 0, st>>>(p);
+  else if (p.gate == int(GlaGate::HeadScalar))
+    gla_chunk_fwd_kernel_cumsum<false><<<grid, kThreads, 0, st>>>(p);
+  else
+    return;
+  SEQMIX_LAUNCH_CHECK();
 }
 
 }  // namespace gla_chunk
@@ -319,6 +437,17 @@ bool aligned16(const Tensor& t) {
 }
 }  // namespace
 
+namespace gla_chunk {
+int chunk_smem_bytes(int64_t kd, int64_t vd, bool kv) {
+  if (kd != 64 && kd != 96 && kd != 128) return 0;
+  if (vd % 64 != 0 || vd < 64 || vd > 256) return 0;
+  const int k = int(kd), v = int(vd);
+  int m = kStages * states_stage_bytes<true>();
+  m = std::max(m, out_smem(k, int(out_slice(vd)), kv));
+  return std::max(m, dqkv_smem(k, v, kv));
+}
+}  // namespace gla_chunk
+
 Support gla_chunk_supports(const GlaFwdArgs& a) {
   if (!a.q.is_cuda()) return Support::no("chunked gla kernels run on CUDA devices only");
   if (a.q.dtype() != DType::BF16)
@@ -326,8 +455,15 @@ Support gla_chunk_supports(const GlaFwdArgs& a) {
   if (a.k.dtype() != DType::BF16 || a.v.dtype() != DType::BF16)
     return Support::no("chunked gla kernels take bf16 k and v");
   const int64_t kd = a.q.size(3), vd = a.v.size(3);
-  if (kd != 64 && kd != 128) return Support::no("chunked gla kernels need K in {64, 128}");
-  if (vd != 64 && vd != 128) return Support::no("chunked gla kernels need V in {64, 128}");
+  if (kd != 64 && kd != 96 && kd != 128)
+    return Support::no("chunked gla kernels need K in {64, 96, 128}");
+  if (vd % 64 != 0 || vd < 64 || vd > 256)
+    return Support::no("chunked gla kernels need V in {64, 128, 192, 256}");
+  const int smem = gla_chunk::chunk_smem_bytes(kd, vd, a.gate == GlaGate::KeyVector);
+  if (smem > cuda::props(a.q.device().index).max_smem_per_block_optin)
+    return Support::no("chunked gla kernels need more shared memory per block (" +
+                       std::to_string(smem) + " bytes) than this GPU offers at K = " +
+                       std::to_string(kd) + ", V = " + std::to_string(vd));
   if (!a.q.is_contiguous() || !a.k.is_contiguous() || !a.v.is_contiguous())
     return Support::no("chunked gla kernels need contiguous q, k, v");
   if (!aligned16(a.q) || !aligned16(a.k) || !aligned16(a.v) || !aligned16(a.o))
@@ -366,6 +502,12 @@ void gla_chunk_fwd_cuda(const GlaFwdArgs& a) {
   p.seq = idx;
   p.chunks = idx + n + 1;
   gla_chunk::build_index(cu, b, t, n, idx, idx + n + 1, st);
+  Tensor gc;
+  if (a.gate == GlaGate::KeyVector || a.gate == GlaGate::HeadScalar) {
+    gc = Tensor::empty({b * t * h * (a.gate == GlaGate::KeyVector ? p.kd : 1)}, DType::F32, dev);
+    p.gc = gc.data<float>();
+    gla_chunk::launch_cumsum(p, st);
+  }
   Tensor hs;
   if (p.max_chunks > 0) {
     hs = Tensor::empty({p.max_chunks, h, p.kd, p.vd}, DType::BF16, dev);

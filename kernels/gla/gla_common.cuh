@@ -1,8 +1,8 @@
 // Device helpers shared by the chunked gated-linear-attention kernels (gla_chunk_fwd.cu,
 // gla_chunk_bwd.cu): launch parameters, sequence / chunk bookkeeping for packed batches,
 // bf16 tensor-core fragments (mma.sync m16n8k16, fp32 accumulate: sm_80 code that runs on sm_90)
-// built from element functors, tile loads into padded shared memory and the chunk-local
-// cumulative log-gate. Include only from .cu files.
+// built from element functors, tile loads into padded shared memory (plain and cp.async) and the
+// chunk-local cumulative log-gate. Include only from .cu files.
 //
 // Fragment layout of mma.m16n8k16 (lane = 4 * gq + tq):
 //   A 16x16 row-major: a0 (row gq, cols 2tq..+1), a1 (row gq+8), a2 (cols +8), a3 (row+8, col+8)
@@ -23,6 +23,20 @@ namespace seqmix::gla_chunk {
 constexpr int kBT = 64;        // chunk length
 constexpr int kThreads = 128;  // 4 warps; warp w owns rows [16 w, 16 w + 16) of a chunk
 constexpr int kBV = 64;        // V slice of the state kernels
+constexpr int kBK = 64;        // K slice of the state kernels (warp w owns rows 16w..16w+15)
+
+// Dynamic shared memory of the per-chunk kernels (bytes): gate tile (f32, per key dim or per
+// step), q and k tiles, v (and dO) tiles, one state block; rows padded by 8 bf16 / 4 f32 against
+// bank conflicts.
+constexpr int gate_smem(int K, bool KV) {
+  return (KV ? kBT * (K + 4) : kBT) * 4;
+}
+constexpr int out_smem(int K, int VS, bool KV) {
+  return gate_smem(K, KV) + 2 * kBT * (K + 8) * 2 + kBT * (VS + 8) * 2 + K * (VS + 8) * 2;
+}
+constexpr int dqkv_smem(int K, int V, bool KV) {
+  return gate_smem(K, KV) + 2 * kBT * (K + 8) * 2 + 2 * kBT * (V + 8) * 2 + K * (V + 8) * 2;
+}
 
 // Everything the kernels need. Rows are flattened (b * T + t) or packed (cu_seqlens) time steps;
 // token `row` of head h lives at (row * H + h) * K (q, k, dq, dk, dg per key) / (row * H + h) * V.
@@ -30,7 +44,10 @@ struct Params {
   const bf16* q = nullptr;
   const bf16* k = nullptr;
   const bf16* v = nullptr;
-  const float* g = nullptr;   // per GlaGate
+  const float* g = nullptr;  // per GlaGate
+  // Chunk-local inclusive cumulative log-gate (gla_chunk_fwd_kernel_cumsum): [rows, H, K]
+  // (KeyVector) or [rows, H] (HeadScalar); null for None / HeadConst (computed in place).
+  const float* gc = nullptr;
   const float* h0 = nullptr;  // [N, H, K, V] or null
   bf16* o = nullptr;
   float* ht = nullptr;  // [N, H, K, V] or null
@@ -46,8 +63,13 @@ struct Params {
   const int64_t* chunks = nullptr;  // [N + 1] chunk offsets of the sequences
   bf16* hs = nullptr;               // [chunks, H, K, V] state at each chunk start
   bf16* dhs = nullptr;              // [chunks, H, K, V] gradient of the state at each chunk end
-  float* dgk = nullptr;             // [rows, H, K] q dq - k dk_intra (diagonal terms left out)
-  float* dgk2 = nullptr;            // [rows, H, K] k dk_inter
+  // dg scratch (diagonal terms left out). KeyVector: per key dim, [rows, H, K]: dgk = q dq',
+  // dgk3 = k dk_intra, dgk2 = k dk_inter (three write-only buffers: no read-back inside the
+  // dq/dk kernel). HeadScalar: per row, [rows, H]: dgk = Σ_K (q dq' - k dk_intra), dgk2 =
+  // Σ_K k dk_inter.
+  float* dgk = nullptr;
+  float* dgk2 = nullptr;
+  float* dgk3 = nullptr;
   float* dgs = nullptr;  // [chunks, H, K] exp(B) Σ_v S_c dH (state term of the chunk's gates)
   int64_t n = 0, h = 0, kd = 0, vd = 0;
   int64_t max_chunks = 0;
@@ -162,56 +184,91 @@ __device__ __forceinline__ void c_to_a_split(uint32_t (&hi)[4], uint32_t (&lo)[4
   split_bf16(c[2 * j + 1][2], c[2 * j + 1][3], hi[3], lo[3]);
 }
 
+// 16-byte global -> shared copy that bypasses registers (sm_80+); `valid = false` writes zeros.
+__device__ __forceinline__ void cp_async16(void* sdst, const void* gsrc, bool valid) {
+  const uint32_t d = uint32_t(__cvta_generic_to_shared(sdst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(gsrc),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async4(void* sdst, const void* gsrc) {
+  const uint32_t d = uint32_t(__cvta_generic_to_shared(sdst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(gsrc));
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
 // Copies rows [r0, r0 + 64) of a head slice (row `row` at base + row * stride, W bf16 wide) into
-// smem [64][W + 8]; rows >= r1 are zero-filled. 16-byte accesses (W % 8 == 0, base aligned).
-template <int W>
+// smem [64][W + 8]; rows >= r1 and columns >= `cols` are zero-filled. 16-byte accesses (W % 8 == 0,
+// cols % 8 == 0, base aligned). ASYNC: cp.async (the caller commits and waits).
+template <int W, bool ASYNC = false>
 __device__ __forceinline__ void load_tile(bf16* s, const bf16* base, int64_t r0, int64_t r1,
-                                          int64_t stride) {
+                                          int64_t stride, int cols = W) {
   constexpr int kC = W / 8;
   for (int idx = threadIdx.x; idx < kBT * kC; idx += kThreads) {
     const int r = idx / kC, c = idx % kC;
-    uint4 val = make_uint4(0, 0, 0, 0);
-    if (r0 + r < r1) val = *reinterpret_cast<const uint4*>(base + (r0 + r) * stride + c * 8);
-    *reinterpret_cast<uint4*>(s + r * (W + 8) + c * 8) = val;
+    const bool ok = r0 + r < r1 && c * 8 < cols;
+    bf16* dst = s + r * (W + 8) + c * 8;
+    const bf16* src = base + (ok ? (r0 + r) * stride + c * 8 : 0);
+    if constexpr (ASYNC) {
+      cp_async16(dst, src, ok);
+    } else {
+      uint4 val = make_uint4(0, 0, 0, 0);
+      if (ok) val = *reinterpret_cast<const uint4*>(src);
+      *reinterpret_cast<uint4*>(dst) = val;
+    }
   }
 }
 
-// Copies a [K][V] bf16 state (row stride V) into smem [K][V + 8].
-template <int K, int V>
-__device__ __forceinline__ void load_state(bf16* s, const bf16* src) {
-  constexpr int kC = V / 8;
+// Copies a [K][W] bf16 block of a state (row stride `ld` elements) into smem [K][W + 8].
+template <int K, int W>
+__device__ __forceinline__ void load_state(bf16* s, const bf16* src, int64_t ld) {
+  constexpr int kC = W / 8;
   for (int idx = threadIdx.x; idx < K * kC; idx += kThreads) {
     const int r = idx / kC, c = idx % kC;
-    *reinterpret_cast<uint4*>(s + r * (V + 8) + c * 8) =
-        *reinterpret_cast<const uint4*>(src + int64_t(r) * V + c * 8);
+    *reinterpret_cast<uint4*>(s + r * (W + 8) + c * 8) =
+        *reinterpret_cast<const uint4*>(src + int64_t(r) * ld + c * 8);
   }
 }
 
-// Chunk-local inclusive cumulative log-gate of rows [r0, r0 + 64) (rows >= r1 add 0).
-// KV: sb[t * (K + 4) + d] per key dim; otherwise sb[t] (None: 0; HeadConst: g[h] per step).
-template <int K, bool KV>
+// Chunk-local inclusive cumulative log-gate of rows [r0, r0 + 64) (from p.gc; rows >= r1 repeat
+// the last valid row: they add nothing). KV: sb[t * (W + 4) + d] for key dims c0 + d, d < W (0 for
+// c0 + d >= K); otherwise sb[t] (None: 0; HeadConst: (t + 1) g[h]). ASYNC: cp.async for the
+// per-key-dim tile (the caller commits and waits); the scalar forms are plain stores.
+template <int W, bool KV, bool ASYNC = false>
 __device__ __forceinline__ void load_gate(float* sb, const Params& p, int64_t h, int64_t r0,
-                                          int64_t r1) {
+                                          int64_t r1, int c0 = 0) {
   if constexpr (KV) {
-    for (int d = threadIdx.x; d < K; d += kThreads) {
-      float acc = 0.f;
-      const float* gp = p.g + h * K + d;
-      for (int t = 0; t < kBT; ++t) {
-        if (r0 + t < r1) acc += gp[(r0 + t) * p.h * K];
-        sb[t * (K + 4) + d] = acc;
+    constexpr int kC = W / 4;
+    const int kd = int(p.kd);
+    for (int idx = threadIdx.x; idx < kBT * kC; idx += kThreads) {
+      const int t = idx / kC, c = idx % kC;
+      const int64_t row = r0 + t < r1 ? r0 + t : r1 - 1;
+      const bool ok = c0 + 4 * c < kd;
+      float* dst = sb + t * (W + 4) + 4 * c;
+      const float* src = p.gc + (ok ? (row * p.h + h) * kd + c0 + 4 * c : 0);
+      if constexpr (ASYNC) {
+        cp_async16(dst, src, ok);
+      } else {
+        float4 val = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (ok) val = *reinterpret_cast<const float4*>(src);
+        *reinterpret_cast<float4*>(dst) = val;
       }
     }
   } else {
-    if (threadIdx.x == 0) {
-      float acc = 0.f;
-      for (int t = 0; t < kBT; ++t) {
-        if (r0 + t < r1) {
-          if (p.gate == int(GlaGate::HeadConst))
-            acc += p.g[h];
-          else if (p.gate == int(GlaGate::HeadScalar))
-            acc += p.g[(r0 + t) * p.h + h];
-        }
-        sb[t] = acc;
+    for (int t = threadIdx.x; t < kBT; t += kThreads) {
+      const int64_t row = r0 + t < r1 ? r0 + t : r1 - 1;
+      if (p.gate == int(GlaGate::HeadScalar)) {
+        if constexpr (ASYNC)
+          cp_async4(sb + t, p.gc + row * p.h + h);
+        else
+          sb[t] = p.gc[row * p.h + h];
+      } else {
+        sb[t] = p.gate == int(GlaGate::HeadConst) ? float(row - r0 + 1) * p.g[h] : 0.f;
       }
     }
   }
@@ -234,6 +291,11 @@ __device__ __forceinline__ int64_t find_seq(const Params& p, int64_t x) {
 // Host side (gla_chunk_fwd.cu): fills seq / chunks from cu_seqlens (or B, T) on the stream.
 void build_index(const Tensor& cu_seqlens, int64_t b, int64_t t, int64_t n, int64_t* seq,
                  int64_t* chunks, cudaStream_t st);
+// Chunk-local cumulative log-gates p.gc (KeyVector, HeadScalar; no-op otherwise). `gc` must hold
+// rows * H * K (KeyVector) or rows * H (HeadScalar) floats.
+void launch_cumsum(const Params& p, cudaStream_t st);
+// Bytes of dynamic shared memory of the chunk kernels for head dims (K, V); 0 when unsupported.
+int chunk_smem_bytes(int64_t kd, int64_t vd, bool kv);
 // State recurrence over the chunks (forward: states at chunk starts + ht; reverse: gradients of
 // the states at chunk ends + dh0).
 void launch_states(const Params& p, bool reverse, cudaStream_t st);

@@ -1,18 +1,19 @@
 // Chunked gated-linear-attention CUDA kernels (gla_chunk_fwd_cuda / gla_chunk_bwd_cuda, bf16
 // tensor cores) against the fp64 CPU reference (gla_fwd_ref / gla_bwd_ref) for o, ht, dq, dk, dv,
 // dg, dh0: every gate mode at T in {1, 63, 64, 65, 1000, 4096}, (K, V) in {64, 128}^2, with an
-// initial state and a final-state gradient; strong per-key-dim decays (log-gates down to -5 and a
-// constant -10 per step); packed batches (cu_seqlens, odd lengths) against the reference and
-// against a per-sequence loop; state passing; bitwise determinism; a long sequence (T = 32768);
-// the refusals of gla_chunk_supports. Fresh random inputs; outputs poisoned by the test main.
-// DISABLED_Timing prints fwd+bwd times at the benchmark shapes (run with
-// --gtest_also_run_disabled_tests).
+// initial state and a final-state gradient; the wider shapes K = 96 (fla's GLA with expand_k
+// 0.5), V in {192, 256} (V split into slices) at T in {1, 63, 65, 1000}; strong per-key-dim decays
+// (log-gates down to -5 and a constant -10 per step); packed batches (cu_seqlens, odd lengths)
+// against the reference and against a per-sequence loop; state passing; bitwise determinism; a long
+// sequence (T = 32768); the refusals of gla_chunk_supports. Fresh random inputs; outputs poisoned
+// by the test main. Timings: `seqmix bench kernel gla|retention|linear_attn|mamba2|hgrn2`.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/cuda/runtime.h"
@@ -180,7 +181,7 @@ TEST_P(GlaChunkVsRef, AllOutputsAndGradients) {
   SEQMIX_REQUIRE_CUDA();
   const Param& p = GetParam();
   // Long sequences keep the CPU reference affordable with fewer heads.
-  const int64_t h = p.t >= 4096 ? 2 : (p.k * p.v >= 128 * 128 ? 2 : 3);
+  const int64_t h = p.t >= 4096 ? 2 : (p.k * p.v >= 96 * 192 ? 2 : 3);
   check_case({p.gate, 2, p.t, h, p.k, p.v});
 }
 
@@ -192,6 +193,15 @@ std::vector<Param> all_params() {
         if (t == 4096 && k != v) continue;  // the mixed shapes are covered at shorter T
         ps.push_back({g, t, k, v});
       }
+  // K = 96 (not a multiple of the 64-row K slices of the state kernels) and V > 128.
+  for (GlaGate g : {GlaGate::None, GlaGate::HeadConst, GlaGate::HeadScalar, GlaGate::KeyVector})
+    for (int64_t t : {1, 63, 65, 1000})
+      for (auto [k, v] : {std::pair<int64_t, int64_t>{96, 192}, {96, 64}, {64, 256}, {128, 192}}) {
+        if (t == 1000 && k != 96) continue;
+        ps.push_back({g, t, k, v});
+      }
+  ps.push_back({GlaGate::KeyVector, 200, 128, 256});
+  ps.push_back({GlaGate::HeadScalar, 200, 128, 256});
   return ps;
 }
 
@@ -209,6 +219,7 @@ TEST(GlaChunkGpu, StrongKeyVectorDecays) {
   check_case({GlaGate::KeyVector, 2, 200, 2, 128, 128, -5.0, -4.0});
   // -10 per step: twice the required range, the documented limit of the per-key-dim scheme.
   check_case({GlaGate::KeyVector, 1, 130, 2, 64, 128, -10.0, -10.0}, /*dg_max_abs=*/1e-4);
+  check_case({GlaGate::KeyVector, 2, 200, 2, 96, 192, -5.0, 0.0});
 }
 
 TEST(GlaChunkGpu, StrongScalarDecays) {
@@ -221,10 +232,12 @@ TEST(GlaChunkGpu, StrongScalarDecays) {
 TEST(GlaChunkGpu, NoStateOrGradientInputs) {
   SEQMIX_REQUIRE_CUDA();
   SEQMIX_TRACE_SEED();
-  const Case c{GlaGate::KeyVector, 2, 150, 2, 64, 64};
-  const Inputs in = make_inputs(c);
-  const Outputs got = run(in, true, false, false), ref = run(in, false, false, false);
-  expect_close(got, ref, kTol, c.str() + " without h0 / dht");
+  for (const Case& c : {Case{GlaGate::KeyVector, 2, 150, 2, 64, 64},
+                        Case{GlaGate::HeadScalar, 2, 150, 2, 96, 192}}) {
+    const Inputs in = make_inputs(c);
+    const Outputs got = run(in, true, false, false), ref = run(in, false, false, false);
+    expect_close(got, ref, kTol, c.str() + " without h0 / dht");
+  }
 }
 
 // ---- packed batches ----
@@ -235,9 +248,11 @@ TEST(GlaChunkGpu, VarlenMatchesReferenceAndPerSequenceLoop) {
   std::vector<int64_t> offs = {0};
   for (int64_t l : lens) offs.push_back(offs.back() + l);
   const Tensor cu = Tensor::from_vector(offs, {int64_t(offs.size())}, DType::I64);
-  for (GlaGate gate :
-       {GlaGate::None, GlaGate::HeadConst, GlaGate::HeadScalar, GlaGate::KeyVector}) {
-    const Case c{gate, 1, offs.back(), 2, 64, 128};
+  for (auto [gate, kd, vd] :
+       {std::tuple{GlaGate::None, 64, 128}, std::tuple{GlaGate::HeadConst, 64, 128},
+        std::tuple{GlaGate::HeadScalar, 64, 128}, std::tuple{GlaGate::KeyVector, 64, 128},
+        std::tuple{GlaGate::KeyVector, 96, 192}, std::tuple{GlaGate::HeadScalar, 96, 192}}) {
+    const Case c{gate, 1, offs.back(), 2, kd, vd};
     const Inputs in = make_inputs(c, cu);
     const Outputs got = run(in, true), ref = run(in, false);
     expect_close(got, ref, kTol, c.str() + " varlen");
@@ -306,8 +321,10 @@ TEST(GlaChunkGpu, StatePassing) {
 TEST(GlaChunkGpu, BitwiseDeterministic) {
   SEQMIX_REQUIRE_CUDA();
   SEQMIX_TRACE_SEED();
-  for (GlaGate gate : {GlaGate::HeadScalar, GlaGate::KeyVector}) {
-    const Case c{gate, 2, 777, 3, 128, 64};
+  for (auto [gate, kd, vd] :
+       {std::tuple{GlaGate::HeadScalar, 128, 64}, std::tuple{GlaGate::KeyVector, 128, 64},
+        std::tuple{GlaGate::KeyVector, 96, 192}}) {
+    const Case c{gate, 2, 777, 3, kd, vd};
     const Inputs in = make_inputs(c);
     const Outputs a = run(in, true), b = run(in, true);
     EXPECT_TRUE(tu::bitwise_equal(a.o, b.o));
@@ -336,12 +353,21 @@ TEST(GlaChunkGpu, SupportsRefusesWithReasons) {
   Support s = gla_chunk_supports(a);
   EXPECT_FALSE(s.ok);
   EXPECT_NE(s.why.find("bf16"), std::string::npos) << s.why;
-  a.q = Tensor::zeros({1, 8, 1, 96}, DType::BF16, kGpu);
+  a.q = Tensor::zeros({1, 8, 1, 80}, DType::BF16, kGpu);
   a.k = a.q;
   a.v = Tensor::zeros({1, 8, 1, 64}, DType::BF16, kGpu);
   s = gla_chunk_supports(a);
   EXPECT_FALSE(s.ok);
-  EXPECT_NE(s.why.find("K in {64, 128}"), std::string::npos) << s.why;
+  EXPECT_NE(s.why.find("K in {64, 96, 128}"), std::string::npos) << s.why;
+  a.q = Tensor::zeros({1, 8, 1, 96}, DType::BF16, kGpu);
+  a.k = a.q;
+  a.v = Tensor::zeros({1, 8, 1, 96}, DType::BF16, kGpu);
+  s = gla_chunk_supports(a);
+  EXPECT_FALSE(s.ok);
+  EXPECT_NE(s.why.find("V in {64, 128, 192, 256}"), std::string::npos) << s.why;
+  a.v = Tensor::zeros({1, 8, 1, 192}, DType::BF16, kGpu);
+  s = gla_chunk_supports(a);
+  EXPECT_TRUE(s.ok) << s.why;  // fla's GLA head shape (K = 96, V = 192)
   a.q = Tensor::zeros({1, 8, 1, 64}, DType::BF16);
   a.k = a.q;
   a.v = a.q;
