@@ -38,6 +38,9 @@ std::vector<Case> cases() {
       {{"gla", {{"n_heads", "1"}}}, 130},
       {{"mamba2", {{"d_state", "64"}, {"head_dim", "64"}}}, 67},
       {{"hgrn2", {{"expand_ratio", "64"}}}, 67},
+      {{"deltanet", {{"n_heads", "2"}}}, 67},
+      {{"gated_deltanet", {{"n_heads", "1"}, {"expand_k", "0.5"}, {"expand_v", "1"}}}, 67},
+      {{"kda", {{"n_heads", "2"}}}, 67},
   };
 }
 }  // namespace
@@ -114,6 +117,12 @@ TEST(MixersGpu, MixerAloneF32MatchesCpuAndBf16IsClose) {
       {{"mamba2", {{"d_state", "64"}, {"head_dim", "64"}}}, 1, 1000},
       {{"mamba2", {{"d_state", "128"}, {"head_dim", "64"}}}, 2, 63},
       {{"hgrn2", {{"expand_ratio", "64"}, {"lower_bound", "0.5"}}}, 1, 1000},
+      {{"deltanet", {{"n_heads", "2"}, {"output_gate", "true"}}}, 2, 200},
+      {{"gated_deltanet",
+        {{"n_heads", "1"}, {"expand_k", "0.5"}, {"expand_v", "1"}, {"allow_neg_eigval", "true"}}},
+       1,
+       1000},
+      {{"kda", {{"n_heads", "2"}}}, 1, 1000},
   };
   const int64_t d = 128;
   for (const MCase& k : mcases) {
