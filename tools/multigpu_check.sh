@@ -60,13 +60,14 @@ for i in $(seq "$reps"); do r1+=("$(tput 1 1gpu_$i)"); r2+=("$(tput 2 2gpu_$i)")
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 t1=$(med "${r1[@]}"); t2=$(med "${r2[@]}")
 echo "(b) transformer_125m tokens/s: 1 GPU ${r1[*]} (median $t1), 2 GPUs ${r2[*]} (median $t2), ratio $(awk -v a=$t1 -v b=$t2 'BEGIN{printf "%.4f", b/a}')"
-# Optional variants of the 2-GPU run (SEQMIX_TPUT_VARIANTS="tag:ENV=V:--set:key=value ...").
+# Optional variants of the 2-GPU run: SEQMIX_TPUT_VARIANTS="tag:ENV=V tag2:train.key=value ..."
+# (a dotted key is a config override, anything else an environment variable).
 for var in ${SEQMIX_TPUT_VARIANTS:-}; do
   IFS=: read -r tag rest <<< "$var"
   envs=(); sets=()
   IFS=: read -ra parts <<< "$rest"
   for x in "${parts[@]}"; do
-    if [[ $x == --set ]]; then continue; elif [[ $x == *.*=* ]]; then sets+=(--set "$x"); else envs+=("$x"); fi
+    if [[ $x == *.*=* ]]; then sets+=(--set "$x"); else envs+=("$x"); fi
   done
   v=$(env "${envs[@]}" bash -c "$(declare -f tput); bin=$bin; out=$out; tput 2 var_$tag ${sets[*]}")
   echo "(b) variant $tag (${envs[*]} ${sets[*]}): 2 GPUs $v, ratio $(awk -v a=$t1 -v b=$v 'BEGIN{printf "%.4f", b/a}')"

@@ -14,4 +14,12 @@ struct Support {
   explicit operator bool() const { return ok; }
 };
 
+// An Auto request of a family with a chunked and a recurrent implementation is supported when
+// either one takes it; otherwise both reasons are given.
+inline Support either_supports(Support chunked, const Support& recurrent) {
+  if (chunked.ok) return chunked;
+  if (recurrent.ok) return recurrent;
+  return Support::no("chunked: " + chunked.why + "; recurrent: " + recurrent.why);
+}
+
 }  // namespace seqmix

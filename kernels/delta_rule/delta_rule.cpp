@@ -214,11 +214,7 @@ Support delta_rule_supports(const DeltaFwdArgs& a) {
     case DeltaAlgo::Auto:
       break;
   }
-  const Support c = delta_rule_chunk_supports(a);
-  if (c.ok) return c;
-  const Support r = delta_rule_recurrent_supports(a);
-  if (r.ok) return r;
-  return Support::no("chunked: " + c.why + "; recurrent: " + r.why);
+  return either_supports(delta_rule_chunk_supports(a), delta_rule_recurrent_supports(a));
 #endif
 }
 

@@ -206,11 +206,7 @@ Support gla_supports(const GlaFwdArgs& a) {
     case GlaAlgo::Auto:
       break;
   }
-  const Support c = gla_chunk_supports(a);
-  if (c.ok) return c;
-  const Support r = gla_recurrent_supports(a);
-  if (r.ok) return r;
-  return Support::no("chunked: " + c.why + "; recurrent: " + r.why);
+  return either_supports(gla_chunk_supports(a), gla_recurrent_supports(a));
 #endif
 }
 
