@@ -8,6 +8,7 @@
 #include "core/check.h"
 #include "kernels/cross_entropy/cross_entropy.h"
 #include "kernels/dropout/dropout.h"
+#include "kernels/embedding/embedding.h"
 #include "kernels/short_conv/short_conv.h"
 #include "layers/init.h"
 #include "layers/mixers/linear_rnn_util.h"
@@ -103,7 +104,7 @@ LanguageModel::LanguageModel(const LmConfig& cfg) : cfg_(cfg) {
                                          derive_seed(cfg.init_seed, kHeadKey)));
 }
 
-Variable LanguageModel::logits(const Tensor& tokens, const ForwardContext& ctx) {
+Variable LanguageModel::hidden(const Tensor& tokens, const ForwardContext& ctx) {
   SEQMIX_CHECK(tokens.dim() == 2 && (tokens.dtype() == DType::I64 || tokens.dtype() == DType::I32),
                "language model: tokens must be i64 [B, T], got {}", describe(tokens));
   SEQMIX_CHECK(is_floating(ctx.compute), "language model: compute dtype must be floating, got {}",
@@ -113,9 +114,16 @@ Variable LanguageModel::logits(const Tensor& tokens, const ForwardContext& ctx) 
                tokens.device().str(), dev.str());
   Variable h = apply_dropout(embedding_->forward(tokens, ctx), cfg_.dropout, ctx, is_training());
   for (const auto& b : blocks_) h = b->forward(h, ctx);
-  h = norm_->forward(h);
+  return norm_->forward(h);
+}
+
+Variable LanguageModel::head(const Variable& h) {
   if (head_) return head_->forward(h);
   return matmul(h, transpose(cast(embedding_->weight(), h.dtype()), 0, 1));
+}
+
+Variable LanguageModel::logits(const Tensor& tokens, const ForwardContext& ctx) {
+  return head(hidden(tokens, ctx));
 }
 
 Variable LanguageModel::loss(const Tensor& tokens, const Tensor& targets,
@@ -124,6 +132,21 @@ Variable LanguageModel::loss(const Tensor& tokens, const Tensor& targets,
                "language model: targets {} must have the shape of tokens {}", targets.shape_str(),
                tokens.shape_str());
   return cross_entropy(logits(tokens, ctx), targets, -100);
+}
+
+Variable LanguageModel::loss_at(const Tensor& tokens, const Tensor& rows, const Tensor& row_targets,
+                                const ForwardContext& ctx) {
+  SEQMIX_CHECK(rows.dim() == 1 && rows.dtype() == DType::I64 && row_targets.dim() == 1 &&
+                   row_targets.numel() == rows.numel() && rows.numel() > 0,
+               "language model: loss_at needs i64 rows [n] and row_targets [n] (n > 0), got {} "
+               "and {}",
+               describe(rows), describe(row_targets));
+  const Variable h = hidden(tokens, ctx);
+  const int64_t d = h.size(2);
+  // The row gather is an embedding lookup into the [B·T, d] hidden states (deterministic
+  // backward: the gathered rows' gradients land in their rows, every other row gets zero).
+  const Variable picked = embedding(reshape(h, {h.size(0) * h.size(1), d}), rows);
+  return cross_entropy(head(picked), row_targets, -100);
 }
 
 }  // namespace seqmix::nn

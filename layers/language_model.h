@@ -72,11 +72,21 @@ class LanguageModel : public Module {
   Variable logits(const Tensor& tokens, const ForwardContext& ctx);
   // Mean cross-entropy over targets != -100: 0-d f32 (f64 when ctx.compute is f64).
   Variable loss(const Tensor& tokens, const Tensor& targets, const ForwardContext& ctx);
+  // The same loss when only the positions `rows` (flattened b * T + t, i64 [n], on the model's
+  // device) have a target, `row_targets` (i64 [n]): the head and the cross-entropy run on those
+  // n rows alone. Equal to loss() with every other target -100 (an ignored position adds nothing
+  // to the loss or to any gradient), up to the rounding of the smaller head GEMM. Synthetic
+  // recall tasks label a few positions per example (MQAR at T = 512: 1 in 8), where the
+  // [B, T, V] head is most of a step.
+  Variable loss_at(const Tensor& tokens, const Tensor& rows, const Tensor& row_targets,
+                   const ForwardContext& ctx);
   const LmConfig& config() const { return cfg_; }
   int64_t num_layers() const { return int64_t(blocks_.size()); }
   Block& block(int64_t i) { return *blocks_.at(size_t(i)); }
 
  private:
+  Variable hidden(const Tensor& tokens, const ForwardContext& ctx);  // final-norm output
+  Variable head(const Variable& h);                                  // [..., d] -> [..., V]
   LmConfig cfg_;
   std::shared_ptr<Embedding> embedding_;
   std::shared_ptr<ModuleList> block_list_;

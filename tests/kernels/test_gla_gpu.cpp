@@ -156,7 +156,14 @@ void check_case(const Case& c, Worst* worst, double tol) {
     // f32 dg comes from a reverse cumulative sum over time of products of fp32 gradients (README,
     // "Recurrent CUDA kernels"). Measured on an H100: key_vector under 1e-5; head_scalar worst
     // rel_rms 1.2e-5 (T = 4096) and 2e-5 (log-gates down to -5). Held to 5e-5 instead of 1e-5.
-    const double t_out = (i == 5 && c.dtype == DType::F32) ? std::max(tol, 5e-5) : tol;
+    // f32 head_const: the per-step decay exp(g) exists only as an fp32 number in the kernel
+    // (within ~1.5 · 2^-24 ≈ 9e-8 relative of the fp64 reference's); a term n steps old carries
+    // n times that error, and with g up to -0.001 (memory ~1000 steps) the decay-weighted RMS of
+    // n is ~700: up to ~6e-5. Measured on an H100: 1.3e-5 (o, dq) and 1.4e-5 (ht) for one seed
+    // at T = 4096, under 1e-5 for others. Held to 6e-5 there (fp32 rounding of the decay, not of
+    // the kernel's arithmetic); every other f32 case keeps 1e-5.
+    double t_out = (i == 5 && c.dtype == DType::F32) ? std::max(tol, 5e-5) : tol;
+    if (c.dtype == DType::F32 && c.gate == GlaGate::HeadConst) t_out = std::max(t_out, 6e-5);
     EXPECT_TRUE(tu::close(*g, *r, t_out)) << kNames[i] << ": " << cmp.str();
     if (worst) {
       worst->w[i].rel_rms = std::max(worst->w[i].rel_rms, cmp.rel_rms);

@@ -425,6 +425,42 @@ TEST(LanguageModelCpu, ShapesLossAtInitAndGradients) {
   EXPECT_THROW(m.logits(tu::randint({3}, 0, 5), ctx), Error);
 }
 
+// loss_at (the head on the labelled rows only) equals loss() with every other target ignored:
+// the same value and the same gradient for every parameter, tied and untied heads, f64.
+TEST(LanguageModelCpu, LossAtLabelledRowsEqualsFullLoss) {
+  SEQMIX_TRACE_SEED();
+  for (bool tie : {true, false}) {
+    LmConfig c = tiny_config(2, 32, 37);
+    c.tie_embeddings = tie;
+    LanguageModel full(c), sparse(c);
+    const Tensor tokens = tu::randint({3, 11}, 0, c.vocab_size);
+    const Tensor labels = tu::randint({3, 11}, 0, c.vocab_size);
+    Tensor targets = Tensor::full({3, 11}, -100.0, DType::I64);
+    std::vector<int64_t> rows, row_targets;
+    const auto lv = labels.to_vector<int64_t>();
+    for (int64_t i : {1, 5, 11, 12, 20, 32}) {  // a few positions of each example
+      rows.push_back(i);
+      row_targets.push_back(lv[size_t(i)]);
+      targets.view({33}).narrow(0, i, 1).fill_(double(lv[size_t(i)]));
+    }
+    const ForwardContext ctx{DType::F64, true, nullptr};
+    const Variable a = full.loss(tokens, targets, ctx);
+    const Variable b = sparse.loss_at(tokens, Tensor::from_vector(rows, {6}),
+                                      Tensor::from_vector(row_targets, {6}), ctx);
+    EXPECT_NEAR(a.data().item(), b.data().item(), 1e-12);
+    a.backward();
+    b.backward();
+    const auto pa = full.named_parameters(), pb = sparse.named_parameters();
+    ASSERT_EQ(pa.size(), pb.size());
+    for (size_t i = 0; i < pa.size(); ++i) {
+      const Tensor ga = pa[i].second.grad(), gb = pb[i].second.grad();
+      ASSERT_TRUE(ga.defined() && gb.defined()) << pa[i].first;
+      EXPECT_LE(max_abs(ops::sub(ga, gb)), 1e-12 * (1 + max_abs(ga))) << pa[i].first;
+    }
+    EXPECT_THROW(sparse.loss_at(tokens, Tensor::from_vector(rows, {6}), Tensor(), ctx), Error);
+  }
+}
+
 TEST(LanguageModelCpu, TiedAndUntiedHead) {
   SEQMIX_TRACE_SEED();
   LmConfig c = tiny_config(1, 16, 20);
