@@ -4,16 +4,18 @@
 // with b the chunk-local inclusive cumulative log-gate (per key dim for KeyVector, a scalar per
 // step otherwise) and B_c = b at the chunk's last step. Chunks of 64 steps never cross sequence
 // boundaries (packed batches use per-sequence chunk offsets).
-// Kernels: index (sequence / chunk offsets), cumsum (chunk-local cumulative log-gates, once),
-// states (one block per sequence, head, 64-row K slice and 64-wide V slice, sequential over
-// chunks with cp.async prefetch, fp32 state in registers, each chunk-start state stored in bf16),
-// output (one block per chunk, head and V slice; warp w computes rows [16w, 16w + 16)).
+// Kernels: index (sequence / chunk offsets), cumsum (chunk-local cumulative log-gates of
+// per-key-dim gates, once; HeadScalar gates are summed per chunk by each kernel, gate_prefix),
+// states (one block per sequence, head, 64-row K slice and one or two 64-wide V slices, sequential
+// over chunks with cp.async prefetch, fp32 state in registers, each chunk-start state stored in
+// bf16), output (one block per chunk, head and V slice; scalar gates: 4 warps, warp w computes
+// rows [16w, 16w + 16); per-key-dim gates: 8 warps, rows and value halves).
 // Shapes: K in {64, 96, 128}, V in {64, 128, 192, 256}.
-// Exactness of per-key-dim gates: the intra-chunk scores of warp w use the reference point
-// r = b at row 16w + 7: q̃_t = q_t exp(b_t - r), k̃_s = k_s exp(r - b_s); every exponent spans at
-// most 8 steps, so nothing overflows while 8 consecutive log-gates sum to more than about -80 (per
-// step >= -10), and exp(+cumsum) of a whole chunk is never formed. Scalar gates apply
-// exp(b_t - b_s) (<= 1) to the scores after the product: exact for any decay.
+// Exactness of per-key-dim gates: the intra-chunk scores of rows [16i, 16i + 16) use the
+// reference point r = b at row 16i + 7: q̃_t = q_t exp(b_t - r), k̃_s = k_s exp(r - b_s); every
+// exponent spans at most 8 steps, so nothing overflows while 8 consecutive log-gates sum to more
+// than about -80 (per step >= -10), and exp(+cumsum) of a whole chunk is never formed. Scalar
+// gates apply exp(b_t - b_s) (<= 1) to the scores after the product: exact for any decay.
 // Layouts: see kernels/gla/gla.h. Also the host entry points gla_chunk_supports / _fwd_cuda.
 #include <cuda_runtime.h>
 
@@ -36,84 +38,71 @@ __global__ void gla_chunk_fwd_kernel_index(const int64_t* cu, int64_t b, int64_t
   for (int64_t i = 0; i < n; ++i) chunks[i + 1] = chunks[i] + (seq[i + 1] - seq[i] + kBT - 1) / kBT;
 }
 
-// Chunk-local inclusive cumulative log-gate, one block per (chunk, head). KeyVector: thread d
-// sums key dim d over the chunk's rows in order (loads issued 16 at a time); HeadScalar: one row
-// per thread, a fixed-order two-warp scan. Deterministic; rows past the sequence are not written.
-template <bool KV>
+// Chunk-local inclusive cumulative log-gate (per-key-dim gates), one block per (chunk, head):
+// thread d sums key dim d over the chunk's rows in order (loads issued 16 at a time).
+// Deterministic; rows past the sequence are not written.
 __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_cumsum(const Params p) {
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
   float* gc = const_cast<float*>(p.gc);
-  if constexpr (KV) {
-    const int64_t kd = p.kd, stride = p.h * kd;
-    for (int64_t d = threadIdx.x; d < kd; d += kThreads) {
-      const float* src = p.g + (r0 * p.h + h) * kd + d;
-      float* dst = gc + (r0 * p.h + h) * kd + d;
-      float acc = 0.f;
-      const int len = int(r1 - r0 < kBT ? r1 - r0 : kBT);
+  const int64_t kd = p.kd, stride = p.h * kd;
+  for (int64_t d = threadIdx.x; d < kd; d += kThreads) {
+    const float* src = p.g + (r0 * p.h + h) * kd + d;
+    float* dst = gc + (r0 * p.h + h) * kd + d;
+    float acc = 0.f;
+    const int len = int(r1 - r0 < kBT ? r1 - r0 : kBT);
 #pragma unroll 1
-      for (int t0 = 0; t0 < len; t0 += 16) {
-        float buf[16];
+    for (int t0 = 0; t0 < len; t0 += 16) {
+      float buf[16];
 #pragma unroll
-        for (int t = 0; t < 16; ++t) buf[t] = t0 + t < len ? src[t * stride] : 0.f;
+      for (int t = 0; t < 16; ++t) buf[t] = t0 + t < len ? src[t * stride] : 0.f;
 #pragma unroll
-        for (int t = 0; t < 16; ++t) {
-          acc += buf[t];
-          if (t0 + t < len) dst[t * stride] = acc;
-        }
-        src += 16 * stride;
-        dst += 16 * stride;
+      for (int t = 0; t < 16; ++t) {
+        acc += buf[t];
+        if (t0 + t < len) dst[t * stride] = acc;
       }
+      src += 16 * stride;
+      dst += 16 * stride;
     }
-  } else {
-    __shared__ float total;
-    const int t = threadIdx.x, lane = t & 31;
-    float v = 0.f;
-    if (t < kBT && r0 + t < r1) v = p.g[(r0 + t) * p.h + h];
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const float u = __shfl_up_sync(0xffffffffu, v, o);
-      if (lane >= o) v += u;
-    }
-    if (t == 31) total = v;
-    __syncthreads();
-    if (t >= 32 && t < kBT) v += total;
-    if (t < kBT && r0 + t < r1) gc[(r0 + t) * p.h + h] = v;
   }
 }
 
 // Forward (REV = false): state at each chunk start -> p.hs, final state -> p.ht.
 // Reverse (REV = true): dS_c = exp(B_c) dS_{c+1} + scale Q̂_cᵀ dO_c with Q̂_t = q_t exp(b_t); the
 // gradient at each chunk end -> p.dhs, at the sequence start -> p.dh0.
-// One block per (sequence, head, 64-row K slice, 64-wide V slice): the rows of the state are
+// One block per (sequence, head, 64-row K slice, NVS 64-wide V slices): the rows of the state are
 // independent (row d only needs key dim d and its gate), so slicing K multiplies the blocks of
-// this sequential kernel. Warp w owns rows k0 + 16w..+15 (none past K: K = 96 leaves the upper
-// half of the second slice idle). The tiles of the next kStages - 1 chunks are in flight
-// (cp.async) while one chunk is computed.
-template <bool KV>
+// this sequential kernel. Warp w owns rows k0 + 16 (w % 4)..+15 (none past K: K = 96 leaves the
+// upper half of the second slice idle) of V slice w / 4; with NVS = 2 (V = 128, 256) the gate and
+// k / q tiles serve two V slices (half the bytes of the gate tile, the largest, per state). The
+// tiles of the next kStages - 1 chunks are in flight (cp.async) while one chunk is computed.
+template <bool KV, int NVS = 1>
 constexpr int states_stage_bytes() {
-  return (KV ? kBT * (kBK + 4) : kBT) * 4 + kBT * (kBK + 8) * 2 + kBT * (kBV + 8) * 2;
+  return (KV ? kBT * (kBK + 4) : kBT) * 4 + kBT * (kBK + 8) * 2 + kBT * (NVS * kBV + 8) * 2;
 }
 constexpr int kStages = 3;
 
-template <int K, bool KV, bool REV>
-__global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_states(const Params p) {
-  constexpr int kLdA = kBK + 8, kLdV = kBV + 8, kLdB = kBK + 4;
+template <int K, bool KV, bool REV, int NVS>
+__global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(const Params p) {
+  constexpr int kLdA = kBK + 8, kLdV = NVS * kBV + 8, kLdB = kBK + 4, NT = kThreads * NVS;
   constexpr int kGateBytes = (KV ? kBT * kLdB : kBT) * 4;
-  constexpr int kStage = states_stage_bytes<KV>();
+  constexpr int kStage = states_stage_bytes<KV, NVS>();
   static_assert(kStage % 16 == 0 && kGateBytes % 16 == 0, "16-byte aligned stages");
   extern __shared__ __align__(16) unsigned char smem_raw[];
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tq = lane & 3;
-  const int nvs = int(p.vd / kBV);
-  const int64_t v0 = int64_t(blockIdx.x % nvs) * kBV, h = blockIdx.y, n = blockIdx.z;
+  const int wr = warp & 3, ws = warp >> 2;  // row block, V slice within the block
+  const int nvs = int(p.vd / (NVS * kBV));
+  const int64_t vb = int64_t(blockIdx.x % nvs) * NVS * kBV, h = blockIdx.y, n = blockIdx.z;
+  const int64_t v0 = vb + ws * kBV;  // this warp's V slice
   const int k0 = int(blockIdx.x / nvs) * kBK;
-  const bool active = k0 + 16 * warp < K;
+  const bool active = k0 + 16 * wr < K;
   const int64_t bos = p.seq[n], eos = p.seq[n + 1];
   const int64_t nc = (eos - bos + kBT - 1) / kBT;
-  const int dbase = k0 + 16 * warp;  // absolute key row of this warp's first row
+  const int dbase = k0 + 16 * wr;                // absolute key row of this warp's first row
+  __shared__ float spre[KV ? 1 : 4 * NVS][kBT];  // HeadScalar: per-warp cumulative gates
   const int64_t state_off = (n * p.h + h) * K * p.vd;
 
   float acc[kBV / 8][4];
@@ -128,16 +117,16 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_states(const Pa
     }
 
   const bf16* a_src = (REV ? p.q : p.k) + h * K + k0;
-  const bf16* v_src = (REV ? p.dout : p.v) + h * p.vd + v0;
+  const bf16* v_src = (REV ? p.dout : p.v) + h * p.vd + vb;
   auto issue = [&](int64_t i) {  // tiles of the i-th chunk visited into stage i % kStages
     if (i < nc) {
       unsigned char* base = smem_raw + (i % kStages) * kStage;
       float* sb = reinterpret_cast<float*>(base);
       bf16* sa = reinterpret_cast<bf16*>(base + kGateBytes);
       const int64_t c = REV ? nc - 1 - i : i, r0 = bos + c * kBT;
-      load_gate<kBK, KV, true>(sb, p, h, r0, eos, k0);
-      load_tile<kBK, true>(sa, a_src, r0, eos, p.h * K, K - k0);
-      load_tile<kBV, true>(sa + kBT * kLdA, v_src, r0, eos, p.h * p.vd);
+      load_gate<kBK, KV, true, NT>(sb, p, h, r0, eos, k0);
+      load_tile<kBK, true, NT>(sa, a_src, r0, eos, p.h * K, K - k0);
+      load_tile<NVS * kBV, true, NT>(sa + kBT * kLdA, v_src, r0, eos, p.h * p.vd);
     }
     cp_async_commit();  // empty groups keep the wait count uniform
   };
@@ -168,9 +157,15 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_states(const Pa
     const float* sb = reinterpret_cast<const float*>(base);
     const bf16* sa = reinterpret_cast<const bf16*>(base + kGateBytes);
     const bf16* sv = sa + kBT * kLdA;
+    if constexpr (!KV) {
+      if (p.gate == int(GlaGate::HeadScalar)) {  // raw gates: each warp sums its own copy
+        gate_prefix(spre[warp], sb, lane);
+        sb = spre[warp];
+      }
+    }
     // Key dims are slice-local (0..63) in the tiles.
     auto gb = [&](int t, int d) { return KV ? sb[t * kLdB + d] : sb[t]; };
-    const int lbase = 16 * warp;
+    const int lbase = 16 * wr;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const float decay = __expf(gb(kBT - 1, lbase + gq + r * 8));
@@ -195,7 +190,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_states(const Pa
 #pragma unroll
       for (int jj = 0; jj < kBV / 16; ++jj) {
         uint32_t bfr[4];
-        load_b(bfr, sv, kLdV, 16 * kk, 16 * jj, lane);
+        load_b(bfr, sv, kLdV, 16 * kk, ws * kBV + 16 * jj, lane);
         mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
         mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
       }
@@ -218,14 +213,14 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_states(const Pa
 
 // One block per (chunk, head, VS-wide V slice): o for the chunk's 64 rows; warp w owns rows
 // [16w, 16w + 16). V > 128 is split into slices (the scores are recomputed per slice) so the
-// accumulators stay in registers.
-template <int K, int VS, bool KV>
+// accumulators stay in registers. Scalar gates (None, HeadConst, HeadScalar).
+template <int K, int VS>
 __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params p) {
-  constexpr int kLdK = K + 8, kLdV = VS + 8, kLdB = K + 4;
+  constexpr int kLdK = K + 8, kLdV = VS + 8;
   constexpr int V = VS;  // width of this block's slice
   extern __shared__ __align__(16) unsigned char smem_raw[];
   float* sb = reinterpret_cast<float*>(smem_raw);
-  bf16* sq = reinterpret_cast<bf16*>(sb + (KV ? kBT * kLdB : kBT));
+  bf16* sq = reinterpret_cast<bf16*>(sb + kBT);
   bf16* sk = sq + kBT * kLdK;
   bf16* sv = sk + kBT * kLdK;
   bf16* ss = sv + kBT * kLdV;
@@ -234,7 +229,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
-  load_gate<K, KV, true>(sb, p, h, r0, r1);
+  load_gate<K, false, true>(sb, p, h, r0, r1);
   load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
   load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
   load_tile<VS, true>(sv, p.v + h * vd + v0, r0, r1, p.h * vd);
@@ -242,38 +237,27 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
   load_state<K, VS>(ss, p.hs + (x * p.h + h) * K * vd + v0, vd);
   cp_async_wait<0>();
   __syncthreads();
+  if (p.gate == int(GlaGate::HeadScalar)) {  // raw gates -> cumulative gates
+    if (threadIdx.x < 32) gate_prefix(sb, sb, int(threadIdx.x));
+    __syncthreads();
+  }
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tq = lane & 3;
-  const int t0 = 16 * warp, ref = t0 + 7;
-  auto gb = [&](int t, int d) { return KV ? sb[t * kLdB + d] : sb[t]; };
+  const int t0 = 16 * warp;
 
   // Scores of rows t0.. against keys 0..t0+15.
   float sc[8][4];
 #pragma unroll
   for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
-  auto fq = [&](int t, int d) {
-    const float x = ld_bf16(sq + t * kLdK + d);
-    return KV ? x * __expf(gb(t, d) - gb(ref, d)) : x;
-  };
-  auto fk = [&](int d, int s) {
-    const float x = ld_bf16(sk + s * kLdK + d);
-    return KV ? x * __expf(gb(ref, d) - gb(s, d)) : x;
-  };
 #pragma unroll
   for (int kk = 0; kk < K / 16; ++kk) {
     uint32_t a[4];
-    if constexpr (KV)
-      frag_a(a, fq, t0, 16 * kk, gq, tq);
-    else
-      load_a(a, sq, kLdK, t0, 16 * kk, gq, tq);
+    load_a(a, sq, kLdK, t0, 16 * kk, gq, tq);
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       if (j < 2 * warp + 2) {
         uint32_t b0, b1;
-        if constexpr (KV)
-          frag_b(b0, b1, fk, 16 * kk, 8 * j, gq, tq);
-        else
-          load_bt(b0, b1, sk, kLdK, 8 * j, 16 * kk, gq, tq);
+        load_bt(b0, b1, sk, kLdK, 8 * j, 16 * kk, gq, tq);
         mma_16816(sc[j], a, b0, b1);
       }
     }
@@ -284,23 +268,19 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
     for (int e = 0; e < 4; ++e) {
       const int t = t0 + gq + (e >> 1) * 8, s = 8 * j + 2 * tq + (e & 1);
       float val = 0.f;
-      if (s <= t) val = p.scale * sc[j][e] * (KV ? 1.f : __expf(sb[t] - sb[s]));
+      if (s <= t) val = p.scale * sc[j][e] * __expf(sb[t] - sb[s]);
       sc[j][e] = val;
     }
 
   float acc[V / 8][4];
 #pragma unroll
   for (int j = 0; j < V / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-  // Inter-chunk part first: (scale q_t exp(b_t)) S_c; scalar gates take q S and multiply the
-  // rows by scale exp(b_t) afterwards (no per-element exp, q stays exact in bf16).
-  auto fqi = [&](int t, int d) { return p.scale * ld_bf16(sq + t * kLdK + d) * __expf(gb(t, d)); };
+    // Inter-chunk part first: (scale q_t exp(b_t)) S_c as q S with the rows multiplied by
+    // scale exp(b_t) afterwards (no per-element exp, q stays exact in bf16).
 #pragma unroll
   for (int kk = 0; kk < K / 16; ++kk) {
     uint32_t a[4];
-    if constexpr (KV)
-      frag_a(a, fqi, t0, 16 * kk, gq, tq);
-    else
-      load_a(a, sq, kLdK, t0, 16 * kk, gq, tq);
+    load_a(a, sq, kLdK, t0, 16 * kk, gq, tq);
 #pragma unroll
     for (int jj = 0; jj < V / 16; ++jj) {
       uint32_t bfr[4];
@@ -309,7 +289,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
       mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
     }
   }
-  if constexpr (!KV) {
+  {
     const float f0 = p.scale * __expf(sb[t0 + gq]), f1 = p.scale * __expf(sb[t0 + gq + 8]);
 #pragma unroll
     for (int j = 0; j < V / 8; ++j) {
@@ -345,19 +325,165 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
   }
 }
 
-template <int K, bool KV, bool REV>
+// Per-key-dim gates: the output with 8 warps per (chunk,
+// head, V slice): warp w owns rows t0 = 16 (w % 4).. and the value half w / 4 of the slice. The
+// gated scores are split over the key halves (every exp of q̃, k̃ done once) and summed through
+// shared memory (half 0 + half 1: a fixed order, deterministic).
+template <int K, int VS>
+__global__ void __launch_bounds__(kThreadsKV) gla_chunk_fwd_kernel_o_kv(const Params p) {
+  constexpr int kLdK = K + 8, kLdV = VS + 8, kLdB = K + 4, KH = K / 2, VH = VS / 2;
+  constexpr int NT = kThreadsKV;
+  static_assert(KH % 16 == 0 && VH % 16 == 0, "key / value halves in 16-wide blocks");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* sb = reinterpret_cast<float*>(smem_raw);
+  bf16* sq = reinterpret_cast<bf16*>(sb + kBT * kLdB);
+  bf16* sk = sq + kBT * kLdK;
+  bf16* sv = sk + kBT * kLdK;
+  bf16* ss = sv + kBT * kLdV;
+  float* sx = reinterpret_cast<float*>(ss + K * kLdV);  // score exchange [64][kLdX]
+
+  const int64_t x = blockIdx.x, h = blockIdx.y, vd = p.vd, vs0 = int64_t(blockIdx.z) * VS;
+  const int64_t n = find_seq(p, x);
+  if (n < 0) return;
+  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  load_gate<K, true, true, NT>(sb, p, h, r0, r1);
+  load_tile<K, true, NT>(sq, p.q + h * K, r0, r1, p.h * K);
+  load_tile<K, true, NT>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<VS, true, NT>(sv, p.v + h * vd + vs0, r0, r1, p.h * vd);
+  load_state<K, VS, true, NT>(ss, p.hs + (x * p.h + h) * K * vd + vs0, vd);
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tq = lane & 3;
+  const int blk = warp & 3, half = warp >> 2;
+  const int t0 = 16 * blk, ref = t0 + 7, d0 = half * KH, v0 = half * VH;
+  auto gb = [&](int t, int d) { return sb[t * kLdB + d]; };
+  auto fq = [&](int t, int d) {
+    return ld_bf16(sq + t * kLdK + d) * __expf(gb(t, d) - gb(ref, d));
+  };
+  auto fk = [&](int d, int s) {
+    return ld_bf16(sk + s * kLdK + d) * __expf(gb(ref, d) - gb(s, d));
+  };
+
+  // Scores of rows t0.. against keys 0..t0+15 over this warp's key half.
+  float sc[8][4];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll 1
+  for (int kk = 0; kk < KH / 16; ++kk) {
+    uint32_t a[4];
+    frag_a(a, fq, t0, d0 + 16 * kk, gq, tq);
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      if (j < 2 * blk + 2) {
+        uint32_t b0, b1;
+        frag_b(b0, b1, fk, d0 + 16 * kk, 8 * j, gq, tq);
+        mma_16816(sc[j], a, b0, b1);
+      }
+  }
+  auto xat = [&](int j, int r) { return sx + (t0 + gq + 8 * r) * kLdX + 8 * j + 2 * tq; };
+  if (half == 1) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      if (j < 2 * blk + 2)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+          *reinterpret_cast<float2*>(xat(j, r)) = make_float2(sc[j][2 * r], sc[j][2 * r + 1]);
+  }
+  __syncthreads();
+  if (half == 0) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      if (j < 2 * blk + 2)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const float2 o = *reinterpret_cast<const float2*>(xat(j, r));
+          sc[j][2 * r] += o.x;
+          sc[j][2 * r + 1] += o.y;
+          *reinterpret_cast<float2*>(xat(j, r)) = make_float2(sc[j][2 * r], sc[j][2 * r + 1]);
+        }
+  }
+  __syncthreads();
+  if (half == 1) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      if (j < 2 * blk + 2)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const float2 o = *reinterpret_cast<const float2*>(xat(j, r));
+          sc[j][2 * r] = o.x;
+          sc[j][2 * r + 1] = o.y;
+        }
+  }
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int t = t0 + gq + (e >> 1) * 8, s = 8 * j + 2 * tq + (e & 1);
+      sc[j][e] = s <= t ? p.scale * sc[j][e] : 0.f;
+    }
+
+  float acc[VH / 8][4];
+#pragma unroll
+  for (int j = 0; j < VH / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  // Inter-chunk part (scale q_t exp(b_t)) S_c, then the intra-chunk scores times v.
+  auto fqi = [&](int t, int d) { return p.scale * ld_bf16(sq + t * kLdK + d) * __expf(gb(t, d)); };
+#pragma unroll 1
+  for (int kk = 0; kk < K / 16; ++kk) {
+    uint32_t a[4];
+    frag_a(a, fqi, t0, 16 * kk, gq, tq);
+#pragma unroll
+    for (int jj = 0; jj < VH / 16; ++jj) {
+      uint32_t bfr[4];
+      load_b(bfr, ss, kLdV, 16 * kk, v0 + 16 * jj, lane);
+      mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
+      mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
+    }
+  }
+#pragma unroll 1
+  for (int j = 0; j <= blk; ++j) {  // not unrolled (code size): the score block picked at run time
+    float sj[2][4];
+    pick_block(sj, sc, j);
+    uint32_t a[4];
+    c_to_a(a, sj, 0);
+#pragma unroll
+    for (int jj = 0; jj < VH / 16; ++jj) {
+      uint32_t bfr[4];
+      load_b(bfr, sv, kLdV, 16 * j, v0 + 16 * jj, lane);
+      mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
+      mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t row = r0 + t0 + gq + 8 * r;
+    if (row >= r1) continue;
+    bf16* orow = p.o + (row * p.h + h) * vd + vs0 + v0;
+#pragma unroll
+    for (int j = 0; j < VH / 8; ++j)
+      *reinterpret_cast<uint32_t*>(orow + 8 * j + 2 * tq) =
+          pack_bf16(acc[j][2 * r], acc[j][2 * r + 1]);
+  }
+}
+
+template <int K, bool KV, bool REV, int NVS>
 void launch_states_t(const Params& p, cudaStream_t st) {
-  constexpr int smem = kStages * states_stage_bytes<KV>();
-  auto kern = gla_chunk_fwd_kernel_states<K, KV, REV>;
+  constexpr int smem = kStages * states_stage_bytes<KV, NVS>();
+  auto kern = gla_chunk_fwd_kernel_states<K, KV, REV, NVS>;
   SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  const dim3 grid(unsigned(p.vd / kBV * ((K + kBK - 1) / kBK)), unsigned(p.h), unsigned(p.n));
-  kern<<<grid, kThreads, smem, st>>>(p);
+  const dim3 grid(unsigned(p.vd / (NVS * kBV) * ((K + kBK - 1) / kBK)), unsigned(p.h),
+                  unsigned(p.n));
+  kern<<<grid, kThreads * NVS, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
 
 template <int K, bool KV>
 void launch_states_k(const Params& p, bool reverse, cudaStream_t st) {
-  reverse ? launch_states_t<K, KV, true>(p, st) : launch_states_t<K, KV, false>(p, st);
+  if (p.vd % (2 * kBV) == 0)  // V = 128, 256: two V slices per block
+    reverse ? launch_states_t<K, KV, true, 2>(p, st) : launch_states_t<K, KV, false, 2>(p, st);
+  else
+    reverse ? launch_states_t<K, KV, true, 1>(p, st) : launch_states_t<K, KV, false, 1>(p, st);
 }
 
 // V slice of the output kernel: V itself up to 128, else halves (192 -> 96, 256 -> 128).
@@ -368,10 +494,14 @@ constexpr int out_slice(int64_t vd) {
 template <int K, int VS, bool KV>
 void launch_out_t(const Params& p, cudaStream_t st) {
   constexpr int smem = out_smem(K, VS, KV);
-  auto kern = gla_chunk_fwd_kernel_o<K, VS, KV>;
+  void (*kern)(Params);
+  if constexpr (KV)
+    kern = gla_chunk_fwd_kernel_o_kv<K, VS>;
+  else
+    kern = gla_chunk_fwd_kernel_o<K, VS>;
   SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const dim3 grid(unsigned(p.max_chunks), unsigned(p.h), unsigned(p.vd / VS));
-  kern<<<grid, kThreads, smem, st>>>(p);
+  kern<<<grid, KV ? kThreadsKV : kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
 
@@ -418,14 +548,9 @@ void launch_states(const Params& p, bool reverse, cudaStream_t st) {
 }
 
 void launch_cumsum(const Params& p, cudaStream_t st) {
-  if (p.max_chunks == 0 || p.h == 0) return;
+  if (p.max_chunks == 0 || p.h == 0 || p.gate != int(GlaGate::KeyVector)) return;
   const dim3 grid(unsigned(p.max_chunks), unsigned(p.h));
-  if (p.gate == int(GlaGate::KeyVector))
-    gla_chunk_fwd_kernel_cumsum<true><<<grid, kThreads, 0, st>>>(p);
-  else if (p.gate == int(GlaGate::HeadScalar))
-    gla_chunk_fwd_kernel_cumsum<false><<<grid, kThreads, 0, st>>>(p);
-  else
-    return;
+  gla_chunk_fwd_kernel_cumsum<<<grid, kThreads, 0, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
 
@@ -442,7 +567,8 @@ int chunk_smem_bytes(int64_t kd, int64_t vd, bool kv) {
   if (kd != 64 && kd != 96 && kd != 128) return 0;
   if (vd % 64 != 0 || vd < 64 || vd > 256) return 0;
   const int k = int(kd), v = int(vd);
-  int m = kStages * states_stage_bytes<true>();
+  int m = kStages *
+          (vd % (2 * kBV) == 0 ? states_stage_bytes<true, 2>() : states_stage_bytes<true, 1>());
   m = std::max(m, out_smem(k, int(out_slice(vd)), kv));
   return std::max(m, dqkv_smem(k, v, kv));
 }
@@ -503,8 +629,8 @@ void gla_chunk_fwd_cuda(const GlaFwdArgs& a) {
   p.chunks = idx + n + 1;
   gla_chunk::build_index(cu, b, t, n, idx, idx + n + 1, st);
   Tensor gc;
-  if (a.gate == GlaGate::KeyVector || a.gate == GlaGate::HeadScalar) {
-    gc = Tensor::empty({b * t * h * (a.gate == GlaGate::KeyVector ? p.kd : 1)}, DType::F32, dev);
+  if (a.gate == GlaGate::KeyVector) {
+    gc = Tensor::empty({b * t * h * p.kd}, DType::F32, dev);
     p.gc = gc.data<float>();
     gla_chunk::launch_cumsum(p, st);
   }

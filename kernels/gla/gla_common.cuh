@@ -24,6 +24,10 @@ constexpr int kBT = 64;        // chunk length
 constexpr int kThreads = 128;  // 4 warps; warp w owns rows [16 w, 16 w + 16) of a chunk
 constexpr int kBV = 64;        // V slice of the state kernels
 constexpr int kBK = 64;        // K slice of the state kernels (warp w owns rows 16w..16w+15)
+// The per-key-dim dq/dk/dv kernel runs 8 warps: warp w owns rows [16 (w % 4), +16) and the key
+// (dq, dk) or value (dv) half w / 4, with a 64x64 f32 score exchange buffer (row stride kLdX).
+constexpr int kThreadsKV = 256;
+constexpr int kLdX = kBT + 8;
 
 // Dynamic shared memory of the per-chunk kernels (bytes): gate tile (f32, per key dim or per
 // step), q and k tiles, v (and dO) tiles, one state block; rows padded by 8 bf16 / 4 f32 against
@@ -32,10 +36,12 @@ constexpr int gate_smem(int K, bool KV) {
   return (KV ? kBT * (K + 4) : kBT) * 4;
 }
 constexpr int out_smem(int K, int VS, bool KV) {
-  return gate_smem(K, KV) + 2 * kBT * (K + 8) * 2 + kBT * (VS + 8) * 2 + K * (VS + 8) * 2;
+  return gate_smem(K, KV) + 2 * kBT * (K + 8) * 2 + kBT * (VS + 8) * 2 + K * (VS + 8) * 2 +
+         (KV ? kBT * kLdX * 4 : 0);
 }
 constexpr int dqkv_smem(int K, int V, bool KV) {
-  return gate_smem(K, KV) + 2 * kBT * (K + 8) * 2 + 2 * kBT * (V + 8) * 2 + K * (V + 8) * 2;
+  return gate_smem(K, KV) + 2 * kBT * (K + 8) * 2 + 2 * kBT * (V + 8) * 2 + K * (V + 8) * 2 +
+         (KV ? kBT * kLdX * 4 : 0);
 }
 
 // Everything the kernels need. Rows are flattened (b * T + t) or packed (cu_seqlens) time steps;
@@ -46,7 +52,8 @@ struct Params {
   const bf16* v = nullptr;
   const float* g = nullptr;  // per GlaGate
   // Chunk-local inclusive cumulative log-gate (gla_chunk_fwd_kernel_cumsum): [rows, H, K]
-  // (KeyVector) or [rows, H] (HeadScalar); null for None / HeadConst (computed in place).
+  // (KeyVector); null for the scalar gates (HeadScalar: each kernel sums its chunk's 64 gates,
+  // see gate_prefix; None / HeadConst: computed in place).
   const float* gc = nullptr;
   const float* h0 = nullptr;  // [N, H, K, V] or null
   bf16* o = nullptr;
@@ -63,13 +70,11 @@ struct Params {
   const int64_t* chunks = nullptr;  // [N + 1] chunk offsets of the sequences
   bf16* hs = nullptr;               // [chunks, H, K, V] state at each chunk start
   bf16* dhs = nullptr;              // [chunks, H, K, V] gradient of the state at each chunk end
-  // dg scratch (diagonal terms left out). KeyVector: per key dim, [rows, H, K]: dgk = q dq',
-  // dgk3 = k dk_intra, dgk2 = k dk_inter (three write-only buffers: no read-back inside the
-  // dq/dk kernel). HeadScalar: per row, [rows, H]: dgk = Σ_K (q dq' - k dk_intra), dgk2 =
-  // Σ_K k dk_inter.
+  // dg scratch of per-key-dim gates (diagonal terms left out), [rows, H, K]: dgk = q dq' (dq
+  // phase), then q dq' - k dk_intra (dk phase, same thread); dgk2 = k dk_inter. Scalar gates keep
+  // their dg terms in shared memory.
   float* dgk = nullptr;
   float* dgk2 = nullptr;
-  float* dgk3 = nullptr;
   float* dgs = nullptr;  // [chunks, H, K] exp(B) Σ_v S_c dH (state term of the chunk's gates)
   int64_t n = 0, h = 0, kd = 0, vd = 0;
   int64_t max_chunks = 0;
@@ -149,12 +154,47 @@ __device__ __forceinline__ void frag_b(uint32_t& b0, uint32_t& b1, const F& f, i
   b1 = pack_bf16(f(k + 8, n), f(k + 9, n));
 }
 
-// A fragment of the 16x16 k-block j from the C fragments of a 16x64 score tile.
-__device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c)[8][4], int j) {
+// A fragment of the 16x16 k-block j from the C fragments of a 16x(8 N) score tile.
+template <int N>
+__device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c)[N][4], int j) {
   a[0] = pack_bf16(c[2 * j][0], c[2 * j][1]);
   a[1] = pack_bf16(c[2 * j][2], c[2 * j][3]);
   a[2] = pack_bf16(c[2 * j + 1][0], c[2 * j + 1][1]);
   a[3] = pack_bf16(c[2 * j + 1][2], c[2 * j + 1][3]);
+}
+
+// Transpose of an 8x8 b16 matrix held one row pair per lane (lane = 4 * row + col / 2): the B
+// fragment (k = 2tq.., n = gq) of an 8x8 block becomes the fragment of its transpose (sm_75+).
+__device__ __forceinline__ uint32_t trans8x8(uint32_t x) {
+  uint32_t y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+  return y;
+}
+
+// sj = the 16x8 C blocks 2j and 2j + 1 of a 16x64 score tile for a j known only at run time (a
+// select chain: the tile stays in registers, so loops over j need not be unrolled), and back.
+__device__ __forceinline__ void pick_block(float (&sj)[2][4], const float (&sc)[8][4], int j) {
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    sj[0][e] = sc[0][e];
+    sj[1][e] = sc[1][e];
+  }
+#pragma unroll
+  for (int i = 1; i < 4; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      sj[0][e] = i == j ? sc[2 * i][e] : sj[0][e];
+      sj[1][e] = i == j ? sc[2 * i + 1][e] : sj[1][e];
+    }
+}
+__device__ __forceinline__ void put_block(float (&sc)[8][4], const float (&sj)[2][4], int j) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      sc[2 * i][e] = i == j ? sj[0][e] : sc[2 * i][e];
+      sc[2 * i + 1][e] = i == j ? sj[1][e] : sc[2 * i + 1][e];
+    }
 }
 
 // x, y -> hi = bf16(x, y) and lo = bf16(x - hi, y - hi): hi + lo carries about 16 mantissa bits,
@@ -176,8 +216,9 @@ __device__ __forceinline__ void frag_b_split(uint32_t& h0, uint32_t& h1, uint32_
 }
 
 // c_to_a split into a high and a low part.
+template <int N>
 __device__ __forceinline__ void c_to_a_split(uint32_t (&hi)[4], uint32_t (&lo)[4],
-                                             const float (&c)[8][4], int j) {
+                                             const float (&c)[N][4], int j) {
   split_bf16(c[2 * j][0], c[2 * j][1], hi[0], lo[0]);
   split_bf16(c[2 * j][2], c[2 * j][3], hi[1], lo[1]);
   split_bf16(c[2 * j + 1][0], c[2 * j + 1][1], hi[2], lo[2]);
@@ -190,9 +231,10 @@ __device__ __forceinline__ void cp_async16(void* sdst, const void* gsrc, bool va
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(gsrc),
                "r"(valid ? 16 : 0));
 }
-__device__ __forceinline__ void cp_async4(void* sdst, const void* gsrc) {
+__device__ __forceinline__ void cp_async4(void* sdst, const void* gsrc, bool valid) {
   const uint32_t d = uint32_t(__cvta_generic_to_shared(sdst));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(gsrc));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(gsrc),
+               "r"(valid ? 4 : 0));
 }
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::);
@@ -205,11 +247,11 @@ __device__ __forceinline__ void cp_async_wait() {
 // Copies rows [r0, r0 + 64) of a head slice (row `row` at base + row * stride, W bf16 wide) into
 // smem [64][W + 8]; rows >= r1 and columns >= `cols` are zero-filled. 16-byte accesses (W % 8 == 0,
 // cols % 8 == 0, base aligned). ASYNC: cp.async (the caller commits and waits).
-template <int W, bool ASYNC = false>
+template <int W, bool ASYNC = false, int NT = kThreads>
 __device__ __forceinline__ void load_tile(bf16* s, const bf16* base, int64_t r0, int64_t r1,
                                           int64_t stride, int cols = W) {
   constexpr int kC = W / 8;
-  for (int idx = threadIdx.x; idx < kBT * kC; idx += kThreads) {
+  for (int idx = threadIdx.x; idx < kBT * kC; idx += NT) {
     const int r = idx / kC, c = idx % kC;
     const bool ok = r0 + r < r1 && c * 8 < cols;
     bf16* dst = s + r * (W + 8) + c * 8;
@@ -225,27 +267,33 @@ __device__ __forceinline__ void load_tile(bf16* s, const bf16* base, int64_t r0,
 }
 
 // Copies a [K][W] bf16 block of a state (row stride `ld` elements) into smem [K][W + 8].
-template <int K, int W>
+// ASYNC: cp.async (the caller commits and waits).
+template <int K, int W, bool ASYNC = false, int NT = kThreads>
 __device__ __forceinline__ void load_state(bf16* s, const bf16* src, int64_t ld) {
   constexpr int kC = W / 8;
-  for (int idx = threadIdx.x; idx < K * kC; idx += kThreads) {
+  for (int idx = threadIdx.x; idx < K * kC; idx += NT) {
     const int r = idx / kC, c = idx % kC;
-    *reinterpret_cast<uint4*>(s + r * (W + 8) + c * 8) =
-        *reinterpret_cast<const uint4*>(src + int64_t(r) * ld + c * 8);
+    if constexpr (ASYNC) {
+      cp_async16(s + r * (W + 8) + c * 8, src + int64_t(r) * ld + c * 8, true);
+    } else {
+      *reinterpret_cast<uint4*>(s + r * (W + 8) + c * 8) =
+          *reinterpret_cast<const uint4*>(src + int64_t(r) * ld + c * 8);
+    }
   }
 }
 
 // Chunk-local inclusive cumulative log-gate of rows [r0, r0 + 64) (from p.gc; rows >= r1 repeat
 // the last valid row: they add nothing). KV: sb[t * (W + 4) + d] for key dims c0 + d, d < W (0 for
-// c0 + d >= K); otherwise sb[t] (None: 0; HeadConst: (t + 1) g[h]). ASYNC: cp.async for the
-// per-key-dim tile (the caller commits and waits); the scalar forms are plain stores.
-template <int W, bool KV, bool ASYNC = false>
+// c0 + d >= K); otherwise sb[t] (None: 0; HeadConst: (t + 1) g[h]; HeadScalar: the raw gates g_t,
+// 0 past the sequence, which gate_prefix turns into the cumulative gates). ASYNC: cp.async for the
+// per-key-dim tile and HeadScalar (the caller commits and waits); the rest are plain stores.
+template <int W, bool KV, bool ASYNC = false, int NT = kThreads>
 __device__ __forceinline__ void load_gate(float* sb, const Params& p, int64_t h, int64_t r0,
                                           int64_t r1, int c0 = 0) {
   if constexpr (KV) {
     constexpr int kC = W / 4;
     const int kd = int(p.kd);
-    for (int idx = threadIdx.x; idx < kBT * kC; idx += kThreads) {
+    for (int idx = threadIdx.x; idx < kBT * kC; idx += NT) {
       const int t = idx / kC, c = idx % kC;
       const int64_t row = r0 + t < r1 ? r0 + t : r1 - 1;
       const bool ok = c0 + 4 * c < kd;
@@ -260,18 +308,37 @@ __device__ __forceinline__ void load_gate(float* sb, const Params& p, int64_t h,
       }
     }
   } else {
-    for (int t = threadIdx.x; t < kBT; t += kThreads) {
+    for (int t = threadIdx.x; t < kBT; t += NT) {
       const int64_t row = r0 + t < r1 ? r0 + t : r1 - 1;
       if (p.gate == int(GlaGate::HeadScalar)) {
+        const bool ok = r0 + t < r1;
         if constexpr (ASYNC)
-          cp_async4(sb + t, p.gc + row * p.h + h);
+          cp_async4(sb + t, p.g + (ok ? row * p.h + h : 0), ok);
         else
-          sb[t] = p.gc[row * p.h + h];
+          sb[t] = ok ? p.g[row * p.h + h] : 0.f;
       } else {
         sb[t] = p.gate == int(GlaGate::HeadConst) ? float(row - r0 + 1) * p.g[h] : 0.f;
       }
     }
   }
+}
+
+// HeadScalar: the inclusive prefix sum of the 64 raw gates at src into dst (may equal src), by one
+// warp in a fixed order (lane l: steps 2l, 2l + 1; a shuffle scan over the lanes' pairs).
+__device__ __forceinline__ void gate_prefix(float* dst, const float* src, int lane) {
+  const float g0 = src[2 * lane], g1 = src[2 * lane + 1];
+  float x = g0 + g1;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const float y = __shfl_up_sync(0xffffffffu, x, o);
+    if (lane >= o) x += y;
+  }
+  float e = __shfl_up_sync(0xffffffffu, x, 1);  // sum of the lanes before
+  if (lane == 0) e = 0.f;
+  __syncwarp();
+  dst[2 * lane] = e + g0;
+  dst[2 * lane + 1] = (e + g0) + g1;
+  __syncwarp();
 }
 
 // Sequence n of chunk slot x (largest n with chunks[n] <= x), or -1 past the last chunk.
@@ -291,8 +358,8 @@ __device__ __forceinline__ int64_t find_seq(const Params& p, int64_t x) {
 // Host side (gla_chunk_fwd.cu): fills seq / chunks from cu_seqlens (or B, T) on the stream.
 void build_index(const Tensor& cu_seqlens, int64_t b, int64_t t, int64_t n, int64_t* seq,
                  int64_t* chunks, cudaStream_t st);
-// Chunk-local cumulative log-gates p.gc (KeyVector, HeadScalar; no-op otherwise). `gc` must hold
-// rows * H * K (KeyVector) or rows * H (HeadScalar) floats.
+// Chunk-local cumulative log-gates p.gc (KeyVector; no-op otherwise). `gc` must hold rows * H * K
+// floats.
 void launch_cumsum(const Params& p, cudaStream_t st);
 // Bytes of dynamic shared memory of the chunk kernels for head dims (K, V); 0 when unsupported.
 int chunk_smem_bytes(int64_t kd, int64_t vd, bool kv);

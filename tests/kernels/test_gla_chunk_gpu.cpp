@@ -142,16 +142,23 @@ Outputs run(const Inputs& in, bool gpu, bool with_h0 = true, bool with_dht = tru
   return out;
 }
 
+// Also prints one line per case with the relative RMS error of every output (the measured
+// precision, e.g. for the strong per-key-dim decays).
 void expect_close(const Outputs& got, const Outputs& ref, double tol, const std::string& what) {
   const std::pair<const char*, std::pair<Tensor, Tensor>> items[] = {
       {"o", {got.o, ref.o}},      {"ht", {got.ht, ref.ht}}, {"dq", {got.dq, ref.dq}},
       {"dk", {got.dk, ref.dk}},   {"dv", {got.dv, ref.dv}}, {"dg", {got.dg, ref.dg}},
       {"dh0", {got.dh0, ref.dh0}}};
+  std::string line = "gla chunk " + what + ":";
   for (const auto& [name, pair] : items) {
     ASSERT_EQ(pair.first.defined(), pair.second.defined()) << what << " " << name;
     if (!pair.first.defined()) continue;
+    char buf[48];
+    std::snprintf(buf, sizeof(buf), " %s %.2e", name, tu::compare(pair.first, pair.second).rel_rms);
+    line += buf;
     EXPECT_TRUE(tu::close(pair.first, pair.second, tol)) << what << " " << name;
   }
+  std::printf("%s\n", line.c_str());
 }
 
 void check_case(const Case& c, double dg_max_abs = -1) {
@@ -164,6 +171,7 @@ void check_case(const Case& c, double dg_max_abs = -1) {
     const tu::Comparison cmp = tu::compare(got.dg, ref.dg);
     EXPECT_EQ(cmp.nan_count, 0) << c.str() << " dg";
     EXPECT_LT(cmp.max_abs, dg_max_abs) << c.str() << " dg: " << cmp.str();
+    std::printf("gla chunk %s: dg %s\n", c.str().c_str(), cmp.str().c_str());
     got.dg = ref.dg = Tensor();
   }
   expect_close(got, ref, kTol, c.str());
