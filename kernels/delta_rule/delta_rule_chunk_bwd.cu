@@ -17,6 +17,8 @@
 // slice), grad (one block per chunk and head). Deterministic: no atomics, fixed-order sums.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/runtime.h"
 #include "kernels/common/device_utils.cuh"
@@ -26,7 +28,7 @@ namespace seqmix {
 namespace delta_chunk {
 namespace {
 
-constexpr int kLdT = kBT + 1;  // fp32 64x64 tiles
+constexpr int kLdT = kBT + 4;  // fp32 64x64 tiles (16-byte rows for cp.async)
 constexpr int kLdE = kBT + 8;  // bf16 64x64 tiles
 
 // A fragment of k-block j of a 16 x 8N C tile, rows scaled by s0 (row gq) and s1 (row gq + 8).
@@ -105,6 +107,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_dui(cons
   __syncthreads();
   row_norms<K>(sqn, sq, valid, p.l2);
   __syncthreads();
+  if (threadIdx.x < valid) p.qn[(r0 + threadIdx.x) * p.h + h] = sqn[threadIdx.x];
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tq = lane & 3;
   const int t0 = 16 * warp;
@@ -161,30 +164,59 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_dui(cons
   }
 }
 
+// Tile buffer ("stage") of the reverse state pass: the raw keys, W (fp32), the block's du_in
+// columns (fp32), b and kn per row; q, dO, qn have one buffer each (read early in a chunk and
+// reloaded while the chunk's last product runs).
 template <int K>
-constexpr int rstates_smem_bytes() {
-  return 4 * kBT * (K + 8) * 2 + 3 * kBT * (kBV + 8) * 2 + 2 * K * (kBV + 8) * 2 + 3 * kBT * 4;
+constexpr int rstates_stage_bytes() {
+  return kBT * (K + 8) * 2 + kBT * (K + 4) * 4 + kBT * (kBV + 4) * 4 + 2 * kBT * 4;
+}
+template <int K>
+constexpr int rstates_smem_bytes(int stages) {
+  return stages * rstates_stage_bytes<K>() + kBT * (K + 8) * 2 + kBT * (kBV + 8) * 2 +
+         2 * kBT * (kBV + 8) * 2 + 2 * K * (kBV + 8) * 2 + 3 * kBT * 4 + 4 * 4;
+}
+
+struct RStage {
+  bf16* k;
+  float* w;
+  float* dui;
+  float* bc;
+  float* kn;
+};
+template <int K>
+__device__ __forceinline__ RStage rstates_stage(unsigned char* base, int s) {
+  RStage st;
+  st.k = reinterpret_cast<bf16*>(base + s * rstates_stage_bytes<K>());
+  st.w = reinterpret_cast<float*>(st.k + kBT * (K + 8));
+  st.dui = st.w + kBT * (K + 4);
+  st.bc = st.dui + kBT * (kBV + 4);
+  st.kn = st.bc + kBT;
+  return st;
 }
 
 // One block per (V slice, head, sequence), chunks in reverse: dhs (the gradient of each chunk's
-// end state), du, dh0. Products in split bf16 (hi + lo), as in the forward state pass.
-template <int K>
+// end state), du, dh0. Products in split bf16 (hi + lo), as in the forward state pass. Per chunk:
+//   dS ← exp(B) dS + (scale qn exp(b) Q)ᵀ dO      (needs only the split copy of dS_{c+1} after)
+//   dU  = du_in + (K̂ ⊙ exp(B − b)) dS_{c+1}
+//   dS ← dS − Wᵀ dU
+// kStages = 2: the previous chunk's K, W, du_in, b, kn are in flight while this chunk runs, and
+// its q, dO while the last product runs; kStages = 1 loads everything at the top of a chunk.
+template <int K, int kStages>
 __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(const Params p) {
-  constexpr int kLdK = K + 8, kLdV = kBV + 8;
+  constexpr int kLdK = K + 8, kLdW = K + 4, kLdV = kBV + 8, kLdU = kBV + 4;
   constexpr int kMT = K / 64;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  bf16* sq = reinterpret_cast<bf16*>(smem_raw);
-  bf16* sk = sq + kBT * kLdK;
-  bf16* swh = sk + kBT * kLdK;  // W split into bf16 hi + lo
-  bf16* swl = swh + kBT * kLdK;
-  bf16* sdo = swl + kBT * kLdK;
+  bf16* sq = reinterpret_cast<bf16*>(smem_raw + kStages * rstates_stage_bytes<K>());
+  bf16* sdo = sq + kBT * kLdK;
   bf16* sduh = sdo + kBT * kLdV;  // dU split into bf16 hi + lo
   bf16* sdul = sduh + kBT * kLdV;
   bf16* shi = sdul + kBT * kLdV;  // dS split into bf16 hi + lo
   bf16* slo = shi + K * kLdV;
   float* skf = reinterpret_cast<float*>(slo + K * kLdV);  // kn exp(B − b)
   float* sqf = skf + kBT;                                 // scale qn exp(b)
-  float* sqn = sqf + kBT;
+  float* sqn = sqf + kBT;                                 // qn (cp.async)
+  float* sdp = sqn + kBT;                                 // [4] per-warp parts of sdot
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
   const int64_t v0 = int64_t(blockIdx.x) * kBV, h = blockIdx.y, n = blockIdx.z;
@@ -192,6 +224,22 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(c
   const int64_t nc = (eos - bos + kBT - 1) / kBT;
   const int dbase = warp * (K / 4);
   const int64_t state_off = (n * p.h + h) * K * p.vd;
+
+  auto issue_stage = [&](int64_t c) {
+    const RStage s = rstates_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
+    const int64_t r0 = bos + c * kBT;
+    load_tile<K, true>(s.k, p.k + h * K, r0, eos, p.h * K);
+    load_tile_f32_async<K>(s.w, p.w + h * K, r0, eos, p.h * K);
+    load_tile_f32_async<kBV>(s.dui, p.du_in + h * p.vd + v0, r0, eos, p.h * p.vd);
+    load_row_scalars_async(s.bc, p.bc, p.h, h, r0, eos);
+    load_row_scalars_async(s.kn, p.kn, p.h, h, r0, eos);
+  };
+  auto issue_q = [&](int64_t c) {
+    const int64_t r0 = bos + c * kBT;
+    load_tile<K, true>(sq, p.q + h * K, r0, eos, p.h * K);
+    load_tile<kBV, true>(sdo, p.dout + h * p.vd + v0, r0, eos, p.h * p.vd);
+    load_row_scalars_async(sqn, p.qn, p.h, h, r0, eos);
+  };
 
   float acc[kMT][kBV / 8][4];
 #pragma unroll
@@ -205,11 +253,24 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(c
         acc[m][j][e] = p.dht ? p.dht[state_off + d * p.vd + v] : 0.f;
       }
 
+  if (kStages == 2 && nc > 0) {
+    issue_stage(nc - 1);
+    issue_q(nc - 1);
+    cp_async_commit();
+  }
   for (int64_t c = nc - 1; c >= 0; --c) {
     const int64_t r0 = bos + c * kBT;
     const int valid = int(eos - r0 < kBT ? eos - r0 : kBT);
-    float* ddst = p.dhs + ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
-    __syncthreads();
+    if (kStages == 1) {
+      __syncthreads();  // the next chunk's tiles are no longer read
+      issue_stage(c);
+      issue_q(c);
+      cp_async_commit();
+    }
+    // dS_{c+1}: bf16 copy to dhs, split copy to shared memory (last read before the third
+    // barrier of the previous iteration); with dg, its fp32 dot with the fp32 S_c.
+    const int64_t hoff = ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
+    float dot = 0.f;  // this thread's part of ⟨dS_{c+1}, S_c⟩ (fp32 S_c), with dg only
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll
@@ -219,38 +280,85 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(c
           const int d = dbase + 16 * m + gq + r * 8;
           uint32_t hi, lo;
           split_bf16(acc[m][j][2 * r], acc[m][j][2 * r + 1], hi, lo);
-          *reinterpret_cast<float2*>(ddst + d * p.vd + 8 * j + 2 * tq) =
-              make_float2(acc[m][j][2 * r], acc[m][j][2 * r + 1]);
+          const int64_t off = hoff + d * p.vd + 8 * j + 2 * tq;
+          *reinterpret_cast<uint32_t*>(p.dhs + off) = hi;
+          if (p.sdot) {
+            const float2 sv = *reinterpret_cast<const float2*>(p.hs32 + off);
+            dot = fmaf(acc[m][j][2 * r], sv.x, dot);
+            dot = fmaf(acc[m][j][2 * r + 1], sv.y, dot);
+          }
           *reinterpret_cast<uint32_t*>(shi + d * kLdV + 8 * j + 2 * tq) = hi;
           *reinterpret_cast<uint32_t*>(slo + d * kLdV + 8 * j + 2 * tq) = lo;
         }
-    load_tile<K>(sq, p.q + h * K, r0, eos, p.h * K);
-    load_tile<K>(sk, p.k + h * K, r0, eos, p.h * K);
-    load_tile_split<K>(swh, swl, p.w + h * K, r0, eos, p.h * K);
-    load_tile<kBV>(sdo, p.dout + h * p.vd + v0, r0, eos, p.h * p.vd);
-    const float blast = p.bc[(r0 + valid - 1) * p.h + h];
-    __syncthreads();
-    row_norms<K>(sqn, sq, valid, p.l2);
-    __syncthreads();
+    // U (hi + lo) at this thread's dU fragment positions, for the X term of db (with dg only).
+    uint32_t uhi[kBV / 8][2], ulo[kBV / 8][2];
+    if (p.xs) {
+#pragma unroll
+      for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int64_t row = r0 + 16 * warp + gq + 8 * r;
+          const int64_t off = (row * p.h + h) * p.vd + v0 + 8 * j + 2 * tq;
+          uhi[j][r] = row < eos ? *reinterpret_cast<const uint32_t*>(p.u + off) : 0u;
+          ulo[j][r] = row < eos ? *reinterpret_cast<const uint32_t*>(p.ul + off) : 0u;
+        }
+    }
+    if (p.sdot) {
+      dot = kern::warp_sum(dot);
+      if (lane == 0) sdp[warp] = dot;
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // chunk c's tiles visible; every read of the stage of chunk c + 1 is done
+    if (p.sdot && tid == 0)
+      p.sdot[((p.chunks[n] + c) * p.h + h) * (p.vd / kBV) + blockIdx.x] =
+          ((sdp[0] + sdp[1]) + sdp[2]) + sdp[3];
+    if (kStages == 2 && c > 0) {
+      issue_stage(c - 1);
+      cp_async_commit();
+    }
+    const RStage s = rstates_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
+    const float blast = s.bc[valid - 1];
     if (tid < kBT) {
-      const int64_t row = r0 + tid;
       const bool ok = tid < valid;
-      const float b = ok ? p.bc[row * p.h + h] : 0.f;
-      skf[tid] = ok ? p.kn[row * p.h + h] * __expf(blast - b) : 0.f;
+      const float b = ok ? s.bc[tid] : 0.f;
+      skf[tid] = ok ? s.kn[tid] * __expf(blast - b) : 0.f;
       sqf[tid] = ok ? p.scale * sqn[tid] * __expf(b) : 0.f;
     }
-    // dU rows 16 warp..: du_in + (K̂ ⊙ exp(B − b)) dS.
+    __syncthreads();  // skf, sqf
+    // dS ← exp(B) dS + (scale qn exp(b) Q)ᵀ dO (dS_{c+1} lives on in its split copy).
+    const float decay = __expf(blast);
+#pragma unroll
+    for (int m = 0; m < kMT; ++m)
+#pragma unroll
+      for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[m][j][e] *= decay;
+    {
+      auto fq = [&](int d, int t) { return ld_bf16(sq + t * kLdK + d) * sqf[t]; };
+#pragma unroll
+      for (int kk = 0; kk < kBT / 16; ++kk) {
+        uint32_t bo[kBV / 16][4];
+#pragma unroll
+        for (int jj = 0; jj < kBV / 16; ++jj) load_b(bo[jj], sdo, kLdV, 16 * kk, 16 * jj, lane);
+#pragma unroll
+        for (int m = 0; m < kMT; ++m) {
+          uint32_t aqh[4], aql[4];
+          frag_a_split(aqh, aql, fq, dbase + 16 * m, 16 * kk, gq, tq);
+#pragma unroll
+          for (int jj = 0; jj < kBV / 16; ++jj) {
+            mma_16816(acc[m][2 * jj], aqh, bo[jj][0], bo[jj][1]);
+            mma_16816(acc[m][2 * jj + 1], aqh, bo[jj][2], bo[jj][3]);
+            mma_16816(acc[m][2 * jj], aql, bo[jj][0], bo[jj][1]);
+            mma_16816(acc[m][2 * jj + 1], aql, bo[jj][2], bo[jj][3]);
+          }
+        }
+      }
+    }
+    // dU rows 16 warp..: (K̂ ⊙ exp(B − b)) dS_{c+1} + du_in (du_in is zero past the end).
     float ua[kBV / 8][4];
 #pragma unroll
-    for (int j = 0; j < kBV / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t row = r0 + 16 * warp + gq + (e >> 1) * 8;
-        const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
-        ua[j][e] = row < eos ? p.du_in[(row * p.h + h) * p.vd + v] : 0.f;
-      }
-    __syncthreads();
-    auto fk = [&](int s, int i) { return ld_bf16(sk + s * kLdK + i) * skf[s]; };
+    for (int j = 0; j < kBV / 8; ++j) ua[j][0] = ua[j][1] = ua[j][2] = ua[j][3] = 0.f;
+    auto fk = [&](int t, int i) { return ld_bf16(s.k + t * kLdK + i) * skf[t]; };
 #pragma unroll
     for (int kk = 0; kk < K / 16; ++kk) {
       uint32_t ah[4], al[4];
@@ -264,6 +372,32 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(c
         mma_split(ua[2 * jj + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
       }
     }
+    if (p.xs) {
+      // X term of db for this V slice: U_s · (K̂ ⊙ exp(B − b))_s dS_{c+1}, both ~fp32 (the bf16
+      // dS_{c+1} of the gradient kernel made this the largest error of dg).
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float x = 0.f;
+#pragma unroll
+        for (int j = 0; j < kBV / 8; ++j) {
+          const float2 hv = unpack_bf16(uhi[j][r]), lv = unpack_bf16(ulo[j][r]);
+          x = fmaf(hv.x + lv.x, ua[j][2 * r], x);
+          x = fmaf(hv.y + lv.y, ua[j][2 * r + 1], x);
+        }
+        x = quad_sum(x);
+        const int64_t row = r0 + 16 * warp + gq + 8 * r;
+        if (tq == 0 && row < eos) p.xs[(row * p.h + h) * (p.vd / kBV) + blockIdx.x] = x;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float2 val = *reinterpret_cast<const float2*>(
+            s.dui + (16 * warp + gq + 8 * r) * kLdU + 8 * j + 2 * tq);
+        ua[j][2 * r] += val.x;
+        ua[j][2 * r + 1] += val.y;
+      }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int t = 16 * warp + gq + 8 * r;
@@ -274,44 +408,34 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(c
         split_bf16(ua[j][2 * r], ua[j][2 * r + 1], hi, lo);
         *reinterpret_cast<uint32_t*>(sduh + t * kLdV + 8 * j + 2 * tq) = hi;
         *reinterpret_cast<uint32_t*>(sdul + t * kLdV + 8 * j + 2 * tq) = lo;
-        if (row < eos)
-          *reinterpret_cast<float2*>(p.du + (row * p.h + h) * p.vd + v0 + 8 * j + 2 * tq) =
-              make_float2(ua[j][2 * r], ua[j][2 * r + 1]);
+        if (row < eos) {
+          const int64_t off = (row * p.h + h) * p.vd + v0 + 8 * j + 2 * tq;
+          *reinterpret_cast<uint32_t*>(p.duh + off) = hi;
+          *reinterpret_cast<uint32_t*>(p.dul + off) = lo;
+        }
       }
     }
-    __syncthreads();
-    const float decay = __expf(blast);
-#pragma unroll
-    for (int m = 0; m < kMT; ++m)
-#pragma unroll
-      for (int j = 0; j < kBV / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[m][j][e] *= decay;
-    // dS += (scale qn exp(b) Q)ᵀ dO − Wᵀ dU.
-    auto fq = [&](int d, int t) { return ld_bf16(sq + t * kLdK + d) * sqf[t]; };
-    auto fwh = [&](int d, int t) { return -ld_bf16(swh + t * kLdK + d); };
-    auto fwl = [&](int d, int t) { return -ld_bf16(swl + t * kLdK + d); };
+    __syncthreads();  // dU complete; q, dO, qn and dS_{c+1}'s split copy no longer read
+    if (kStages == 2 && c > 0) {
+      issue_q(c - 1);
+      cp_async_commit();
+    }
+    // dS −= Wᵀ dU.
+    auto fw = [&](int d, int t) { return -s.w[t * kLdW + d]; };
 #pragma unroll
     for (int kk = 0; kk < kBT / 16; ++kk) {
-      uint32_t bo[kBV / 16][4], buh[kBV / 16][4], bul[kBV / 16][4];
+      uint32_t buh[kBV / 16][4], bul[kBV / 16][4];
 #pragma unroll
       for (int jj = 0; jj < kBV / 16; ++jj) {
-        load_b(bo[jj], sdo, kLdV, 16 * kk, 16 * jj, lane);
         load_b(buh[jj], sduh, kLdV, 16 * kk, 16 * jj, lane);
         load_b(bul[jj], sdul, kLdV, 16 * kk, 16 * jj, lane);
       }
 #pragma unroll
       for (int m = 0; m < kMT; ++m) {
-        uint32_t aqh[4], aql[4], awh[4], awl[4];
-        frag_a_split(aqh, aql, fq, dbase + 16 * m, 16 * kk, gq, tq);
-        frag_a(awh, fwh, dbase + 16 * m, 16 * kk, gq, tq);
-        frag_a(awl, fwl, dbase + 16 * m, 16 * kk, gq, tq);
+        uint32_t awh[4], awl[4];
+        frag_a_split(awh, awl, fw, dbase + 16 * m, 16 * kk, gq, tq);
 #pragma unroll
         for (int jj = 0; jj < kBV / 16; ++jj) {
-          mma_16816(acc[m][2 * jj], aqh, bo[jj][0], bo[jj][1]);
-          mma_16816(acc[m][2 * jj + 1], aqh, bo[jj][2], bo[jj][3]);
-          mma_16816(acc[m][2 * jj], aql, bo[jj][0], bo[jj][1]);
-          mma_16816(acc[m][2 * jj + 1], aql, bo[jj][2], bo[jj][3]);
           mma_split(acc[m][2 * jj], awh, awl, buh[jj][0], buh[jj][1], bul[jj][0], bul[jj][1]);
           mma_split(acc[m][2 * jj + 1], awh, awl, buh[jj][2], buh[jj][3], bul[jj][2], bul[jj][3]);
         }
@@ -362,7 +486,6 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad(con
   float* sdb = sbeta + kBT;     // db per row
   float* sxs = sdb + kBT;       // exp(B − b_s) U_s · (dS_{c+1}ᵀ k̂_s) per row
   float* scol = sxs + 2 * kBT;  // [4 warps][64] column sums of the pair terms of db
-  float* sred = scol + 4 * kBT;
 
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
@@ -370,40 +493,44 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad(con
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
-  load_tile<K>(sq, p.q + h * K, r0, r1, p.h * K);
-  load_tile<K>(sk, p.k + h * K, r0, r1, p.h * K);
-  load_tile<V>(sdo, p.dout + h * V, r0, r1, p.h * V);
-  load_tile<V>(su, p.u + h * V, r0, r1, p.h * V);
-  load_state_f32<K, V>(ss, p.hs + (x * p.h + h) * K * V);
-  load_state_f32<K, V>(sds, p.dhs + (x * p.h + h) * K * V);
+  // Every tile by cp.async (bf16 q, k, dO, U, S_c, dS_{c+1}, dU hi + lo; fp32 T).
+  load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
+  load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<V, true>(sdo, p.dout + h * V, r0, r1, p.h * V);
+  load_tile<V, true>(su, p.u + h * V, r0, r1, p.h * V);
+  load_state_async<K, V>(ss, p.hs + (x * p.h + h) * K * V);
+  load_state_async<K, V>(sds, p.dhs + (x * p.h + h) * K * V);
+  cp_async_commit();
+  const bool want_dg = p.dg != nullptr;
   {
     const float* tsrc = p.tm + (x * p.h + h) * kBT * kBT;
-    for (int idx = tid; idx < kBT * kBT; idx += kThreads)
-      stm[(idx / kBT) * kLdT + idx % kBT] = tsrc[idx];
-    for (int idx = tid; idx < kBT * V / 2; idx += kThreads) {
-      const int t = idx / (V / 2), c = 2 * (idx % (V / 2));
-      float2 val = make_float2(0.f, 0.f);
-      if (t < valid) val = *reinterpret_cast<const float2*>(p.du + ((r0 + t) * p.h + h) * V + c);
-      uint32_t hi, lo;
-      split_bf16(val.x, val.y, hi, lo);
-      *reinterpret_cast<uint32_t*>(sdu + t * kLdV + c) = hi;
-      *reinterpret_cast<uint32_t*>(sdul + t * kLdV + c) = lo;
+    for (int idx = tid; idx < kBT * kBT / 4; idx += kThreads) {
+      const int r = idx / (kBT / 4), c = 4 * (idx % (kBT / 4));
+      cp_async16(stm + r * kLdT + c, tsrc + r * kBT + c, true);
     }
   }
+  load_tile<V, true>(sdu, p.duh + h * V, r0, r1, p.h * V);
+  load_tile<V, true>(sdul, p.dul + h * V, r0, r1, p.h * V);
+  cp_async_commit();
   load_scalars(sb, skn, p, h, r0, valid);
-  if (tid < kBT) sbeta[tid] = tid < valid ? p.beta[(r0 + tid) * p.h + h] : 0.f;
-  __syncthreads();
-  row_norms<K>(sqn, sq, valid, p.l2);
+  if (tid < kBT) {
+    sbeta[tid] = tid < valid ? p.beta[(r0 + tid) * p.h + h] : 0.f;
+    sqn[tid] = tid < valid ? p.qn[(r0 + tid) * p.h + h] : 0.f;  // from the dui kernel
+  }
+  cp_async_wait<0>();
   __syncthreads();
 
   const int lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
   const int t0 = 16 * warp;
   const int ra = t0 + gq, rb = ra + 8;  // this thread's two fragment rows
   const float blast = sb[valid - 1];
+  // ⟨dS_{c+1}, S_c⟩ in fp32 (for the last row's dg term), from the reverse state pass's V slices.
+  float sds_s = 0.f;
+  if (want_dg)
+    for (int sl = 0; sl < V / kBV; ++sl) sds_s += p.sdot[(x * p.h + h) * (V / kBV) + sl];
   // db (HeadScalar) is summed pair by pair: every decay exp(b_t − b_s) of the chunk form adds
   // dX ⊙ X to row t and subtracts it from row s, with X and dX fp32 accumulators of exact bf16
   // inputs, which avoids the cancellation of forming it from q̂·dq̂ and k̂·dk̂.
-  const bool want_dg = p.dg != nullptr;
   float db[2] = {0.f, 0.f}, dbeta[2] = {0.f, 0.f};
   float colp[8][2];  // column partials (columns 8j + 2tq + {0, 1}) of the pair terms
 #pragma unroll
@@ -677,30 +804,17 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad(con
         x += __shfl_xor_sync(0xffffffffu, x, 16);
         if (gq == 0) scol[warp * kBT + 8 * j + 2 * tq + c] = x;
       }
-    // X = S_c + (K̂ ⊙ exp(−b))ᵀ U: db_s −= exp(B − b_s) U_s · (dS_{c+1}ᵀ k̂_s).
-    float kd[V / 8][4];
-#pragma unroll
-    for (int j = 0; j < V / 8; ++j) kd[j][0] = kd[j][1] = kd[j][2] = kd[j][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < K / 16; ++kk) {
-      uint32_t a[4];
-      load_a(a, sk, kLdK, t0, 16 * kk, gq, tq);
-#pragma unroll
-      for (int jj = 0; jj < V / 16; ++jj) {
-        uint32_t bfr[4];
-        load_b(bfr, sds, kLdV, 16 * kk, 16 * jj, lane);
-        mma_16816(kd[2 * jj], a, bfr[0], bfr[1]);
-        mma_16816(kd[2 * jj + 1], a, bfr[2], bfr[3]);
-      }
-    }
-    auto fu = [&](int s, int v) { return ld_bf16(su + s * kLdV + v); };
+    // X = S_c + (K̂ ⊙ exp(−b))ᵀ U: db_s −= exp(B − b_s) U_s · (dS_{c+1}ᵀ k̂_s), summed over the V
+    // slices of the reverse state pass (fp32 dS_{c+1}, hi + lo U) in slice order.
     float xs[2];
-    row_dot(xs, kd, fu, t0, gq, tq);
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int t = t0 + gq + 8 * r;
-      xs[r] = t < valid ? xs[r] * skn[t] * __expf(blast - sb[t]) : 0.f;
-      db[r] -= xs[r];
+      float x = 0.f;
+      if (t < valid)
+        for (int sl = 0; sl < V / kBV; ++sl) x += p.xs[((r0 + t) * p.h + h) * (V / kBV) + sl];
+      xs[r] = x;
+      db[r] -= x;
     }
     if (tq == 0) {
       sxs[ra] = xs[0];
@@ -849,13 +963,6 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad(con
   }
   if (!p.dg) return;  // uniform over the block
   // Σ dS_{c+1} ⊙ S_{c+1} = exp(B) ⟨dS_{c+1}, S_c⟩ + Σ_s k̂_s · dk̂_X[s]; fixed-order sums.
-  float part = 0.f;
-  {
-    const float* hsrc = p.hs + (x * p.h + h) * K * V;
-    const float* dsrc = p.dhs + (x * p.h + h) * K * V;
-    for (int idx = tid; idx < K * V; idx += kThreads) part = fmaf(dsrc[idx], hsrc[idx], part);
-  }
-  const float sds_s = kern::block_sum(part, sred);
   if (tid == 0) {
     float xs = 0.f;
     for (int t = 0; t < valid; ++t) xs += sxs[t];
@@ -872,6 +979,15 @@ void set_smem(Kern kern, int bytes) {
   SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
 }
 
+template <int K, int kStages>
+void launch_rstates(const Params& p, cudaStream_t st) {
+  constexpr int smem = rstates_smem_bytes<K>(kStages);
+  auto kern = delta_rule_chunk_bwd_kernel_states<K, kStages>;
+  set_smem(kern, smem);
+  kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kThreads, smem, st>>>(p);
+  SEQMIX_LAUNCH_CHECK();
+}
+
 template <int K, int V>
 void launch_chunk_kernels(const Params& p, cudaStream_t st) {
   const dim3 grid(unsigned(p.max_chunks), unsigned(p.h));
@@ -882,13 +998,10 @@ void launch_chunk_kernels(const Params& p, cudaStream_t st) {
     kern<<<grid, kThreads, smem, st>>>(p);
     SEQMIX_LAUNCH_CHECK();
   }
-  {
-    constexpr int smem = rstates_smem_bytes<K>();
-    auto kern = delta_rule_chunk_bwd_kernel_states<K>;
-    set_smem(kern, smem);
-    kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kThreads, smem, st>>>(p);
-    SEQMIX_LAUNCH_CHECK();
-  }
+  if (p.max_stages >= 2 && p.smem_optin >= rstates_smem_bytes<K>(2))
+    launch_rstates<K, 2>(p, st);
+  else
+    launch_rstates<K, 1>(p, st);
   if (p.max_chunks > 0) {
     constexpr int smem = grad_smem_bytes<K, V>();
     auto kern = delta_rule_chunk_bwd_kernel_grad<K, V>;
@@ -901,10 +1014,17 @@ void launch_chunk_kernels(const Params& p, cudaStream_t st) {
 }  // namespace
 
 int chunk_bwd_smem_bytes(int64_t k, int64_t v) {
-  if (k == 64 && v == 64) return grad_smem_bytes<64, 64>();
-  if (k == 64) return grad_smem_bytes<64, 128>();
-  if (v == 64) return grad_smem_bytes<128, 64>();
-  return grad_smem_bytes<128, 128>();
+  int grad = 0;
+  if (k == 64 && v == 64)
+    grad = grad_smem_bytes<64, 64>();
+  else if (k == 64)
+    grad = grad_smem_bytes<64, 128>();
+  else if (v == 64)
+    grad = grad_smem_bytes<128, 64>();
+  else
+    grad = grad_smem_bytes<128, 128>();
+  const int rstates = k == 64 ? rstates_smem_bytes<64>(1) : rstates_smem_bytes<128>(1);
+  return std::max({grad, rstates, chunk_states_smem_bytes(k, 1)});
 }
 
 }  // namespace delta_chunk
@@ -912,7 +1032,8 @@ int chunk_bwd_smem_bytes(int64_t k, int64_t v) {
 void delta_rule_chunk_bwd_cuda(const DeltaBwdArgs& a) {
   const Device dev = a.q.device();
   cudaStream_t st = cuda::current_stream(dev.index);
-  delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, true);
+  const bool want_dg = a.gate == DeltaGate::HeadScalar && a.dg.defined();
+  delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, true, want_dg);
   delta_chunk::Params p;
   delta_chunk::run_forward_states(a.q, a.k, a.v, a.beta, a.g, a.h0, a.gate, a.scale, a.l2norm_qk,
                                   ws, p, st);
@@ -922,7 +1043,7 @@ void delta_rule_chunk_bwd_cuda(const DeltaBwdArgs& a) {
   p.dk = a.dk.defined() ? a.dk.data<bf16>() : nullptr;
   p.dv = a.dv.defined() ? a.dv.data<bf16>() : nullptr;
   p.dbeta = a.dbeta.defined() ? a.dbeta.data<float>() : nullptr;
-  p.dg = (a.gate == DeltaGate::HeadScalar && a.dg.defined()) ? a.dg.data<float>() : nullptr;
+  p.dg = want_dg ? a.dg.data<float>() : nullptr;
   p.dh0 = a.dh0.defined() ? a.dh0.data<float>() : nullptr;
   if (p.n == 0 || p.h == 0) return;
   if (p.kd == 64 && p.vd == 64)

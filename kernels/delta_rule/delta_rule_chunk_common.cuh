@@ -24,6 +24,9 @@
 namespace seqmix::delta_chunk {
 
 using gla_chunk::c_to_a;
+using gla_chunk::cp_async16;
+using gla_chunk::cp_async_commit;
+using gla_chunk::cp_async_wait;
 using gla_chunk::frag_a;
 using gla_chunk::frag_b;
 using gla_chunk::kBT;
@@ -64,17 +67,27 @@ struct Params {
   float* kn = nullptr;              // [rows, H] 1 / ‖k‖ (1 without l2norm_qk; 0 past the end)
   float* w = nullptr;               // [rows, H, K] W (fp32: split into bf16 hi + lo on use)
   float* ut = nullptr;              // [rows, H, V] Ũ
-  bf16* u = nullptr;                // [rows, H, V] U
+  bf16* u = nullptr;                // [rows, H, V] U (bf16 hi part)
+  bf16* ul = nullptr;               // [rows, H, V] U − hi (backward with dg: hi + lo ≈ fp32 U)
   float* tm = nullptr;              // [chunks, H, 64, 64] T (backward only)
-  float* hs = nullptr;              // [chunks, H, K, V] state at each chunk start
-  float* dhs = nullptr;             // [chunks, H, K, V] gradient of the state at each chunk end
-  float* du_in = nullptr;           // [rows, H, V] scale Mᵀ dO (backward)
-  float* du = nullptr;              // [rows, H, V] dU (backward)
+  bf16* hs = nullptr;               // [chunks, H, K, V] state at each chunk start (bf16)
+  float* hs32 = nullptr;            // the same in fp32 (backward with dg only)
+  bf16* dhs = nullptr;              // [chunks, H, K, V] gradient of the state at each chunk end
+  float* sdot = nullptr;   // [chunks, H, V / 64] ⟨dS_{c+1}, S_c⟩ per V slice, fp32 (with dg)
+  float* du_in = nullptr;  // [rows, H, V] scale Mᵀ dO (backward)
+  bf16* duh = nullptr;     // [rows, H, V] dU split into bf16 hi + lo (backward)
+  bf16* dul = nullptr;
+  float* qn = nullptr;  // [rows, H] 1 / ‖q‖ (backward; written by the dui kernel)
+  // [rows, H, V / 64] per V slice: U_s · (K̂ ⊙ exp(B − b))_s dS_{c+1}, the X term of db (backward
+  // with dg; from the fp32 dS_{c+1} of the reverse state pass and hi + lo U)
+  float* xs = nullptr;
   int64_t n = 0, h = 0, kd = 0, vd = 0;
   int64_t max_chunks = 0;
   int gate = 0;  // DeltaGate as int
   bool l2 = false;
   float scale = 1.f;
+  int smem_optin = 0;  // opt-in shared memory per block of the device (picks the pipeline depth)
+  int max_stages = 2;  // 1: single-buffered state passes (SEQMIX_DELTA_CHUNK_STAGES=1, for tests)
 };
 
 // Sequence n of chunk slot x (largest n with chunks[n] <= x), or -1 past the last chunk.
@@ -126,32 +139,67 @@ __device__ __forceinline__ void mma_split(float (&acc)[4], const uint32_t (&ahi)
   mma_16816(acc, ahi, bl0, bl1);
 }
 
-// Copies rows [r0, r0 + 64) of an fp32 head slice (W floats wide, row stride `stride`) into two
-// bf16 smem tiles hi, lo [64][W + 8] (hi + lo ≈ the fp32 value); rows >= r1 are zero.
-template <int W>
-__device__ __forceinline__ void load_tile_split(bf16* hi, bf16* lo, const float* base, int64_t r0,
-                                                int64_t r1, int64_t stride) {
-  constexpr int kC = W / 2;
-  for (int idx = threadIdx.x; idx < kBT * kC; idx += kThreads) {
-    const int r = idx / kC, c = 2 * (idx % kC);
-    float2 val = make_float2(0.f, 0.f);
-    if (r0 + r < r1) val = *reinterpret_cast<const float2*>(base + (r0 + r) * stride + c);
-    uint32_t h, l;
-    split_bf16(val.x, val.y, h, l);
-    *reinterpret_cast<uint32_t*>(hi + r * (W + 8) + c) = h;
-    *reinterpret_cast<uint32_t*>(lo + r * (W + 8) + c) = l;
+// The two bf16 of a packed pair as floats (low half first).
+__device__ __forceinline__ float2 unpack_bf16(uint32_t x) {
+  __nv_bfloat162 v;
+  *reinterpret_cast<uint32_t*>(&v) = x;
+  return __bfloat1622float2(v);
+}
+
+// cp.async of a [K][V] bf16 state (row stride V) into smem [K][V + 8]. The caller commits, waits.
+template <int K, int V>
+__device__ __forceinline__ void load_state_async(bf16* s, const bf16* src) {
+  constexpr int kC = V / 8;
+  for (int idx = threadIdx.x; idx < K * kC; idx += kThreads) {
+    const int r = idx / kC, c = 8 * (idx % kC);
+    cp_async16(s + r * (V + 8) + c, src + int64_t(r) * V + c, true);
   }
 }
 
-// Copies a [K][V] fp32 state (row stride V) into a bf16 smem tile [K][V + 8].
-template <int K, int V>
-__device__ __forceinline__ void load_state_f32(bf16* s, const float* src) {
-  constexpr int kC = V / 2;
-  for (int idx = threadIdx.x; idx < K * kC; idx += kThreads) {
-    const int r = idx / kC, c = 2 * (idx % kC);
-    const float2 val = *reinterpret_cast<const float2*>(src + int64_t(r) * V + c);
-    *reinterpret_cast<uint32_t*>(s + r * (V + 8) + c) = pack_bf16(val.x, val.y);
+// 4-byte cp.async; `valid = false` writes a zero (gsrc must still be a valid address).
+__device__ __forceinline__ void cp_async4z(void* sdst, const void* gsrc, bool valid) {
+  const uint32_t d = uint32_t(__cvta_generic_to_shared(sdst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(gsrc),
+               "r"(valid ? 4 : 0));
+}
+
+// cp.async of rows [r0, r0 + 64) of an fp32 head slice (W floats wide, row stride `stride`)
+// into smem [64][W + 4] (fp32, unconverted); rows >= r1 are zero. The caller commits and waits.
+template <int W>
+__device__ __forceinline__ void load_tile_f32_async(float* s, const float* base, int64_t r0,
+                                                    int64_t r1, int64_t stride) {
+  constexpr int kC = W / 4;
+  for (int idx = threadIdx.x; idx < kBT * kC; idx += kThreads) {
+    const int r = idx / kC, c = 4 * (idx % kC);
+    const bool ok = r0 + r < r1;
+    cp_async16(s + r * (W + 4) + c, base + (ok ? (r0 + r) * stride + c : 0), ok);
   }
+}
+
+// cp.async of the per-row scalars x[row * H + h] of rows [r0, r0 + 64) (0 past r1).
+__device__ __forceinline__ void load_row_scalars_async(float* s, const float* x, int64_t hh,
+                                                       int64_t h, int64_t r0, int64_t r1) {
+  if (threadIdx.x < kBT) {
+    const int64_t row = r0 + threadIdx.x;
+    const bool ok = row < r1;
+    cp_async4z(s + threadIdx.x, x + (ok ? row * hh + h : 0), ok);
+  }
+}
+
+// A fragment (rows row0.., cols col0..) of an fp32 smem tile (row stride ld floats, ld % 32 == 4
+// or 8 keeps it free of bank conflicts), split into bf16 hi + lo.
+__device__ __forceinline__ void frag_a_split_f32(uint32_t (&hi)[4], uint32_t (&lo)[4],
+                                                 const float* s, int ld, int row0, int col0, int gq,
+                                                 int tq) {
+  const float* p0 = s + (row0 + gq) * ld + col0 + 2 * tq;
+  const float2 x0 = *reinterpret_cast<const float2*>(p0);
+  const float2 x1 = *reinterpret_cast<const float2*>(p0 + 8 * ld);
+  const float2 x2 = *reinterpret_cast<const float2*>(p0 + 8);
+  const float2 x3 = *reinterpret_cast<const float2*>(p0 + 8 * ld + 8);
+  split_bf16(x0.x, x0.y, hi[0], lo[0]);
+  split_bf16(x1.x, x1.y, hi[1], lo[1]);
+  split_bf16(x2.x, x2.y, hi[2], lo[2]);
+  split_bf16(x3.x, x3.y, hi[3], lo[3]);
 }
 
 // Chunk-local inclusive cumulative log-gate of rows [r0, r0 + 64) into sb (rows >= r1 add 0);
@@ -172,12 +220,13 @@ __device__ __forceinline__ void load_rows(float* sb, float* sbeta, const Params&
 }
 
 // Scratch of one call (stream-ordered allocations): index, bc, kn, W, Ũ, U, hs, and with
-// `backward` T, dhs, du_in, du.
+// `backward` T, dhs, du_in, du, qn (and with `want_dg` U's lo part, xs, fp32 hs, sdot).
 struct Workspace {
-  Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens, bool backward);
+  Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens, bool backward,
+            bool want_dg = false);
   void fill(Params& p) const;
   int64_t n = 0, max_chunks = 0;
-  Tensor cu, index, bc, kn, w, ut, u, hs, tm, dhs, du_in, du;
+  Tensor cu, index, bc, kn, w, ut, u, ul, hs, hs32, tm, dhs, du_in, duh, dul, qn, xs, sdot;
 };
 
 // Index + prep + forward state pass into `ws` (the forward, and the backward's recompute); fills
@@ -186,8 +235,11 @@ void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const
                         const Tensor& g, const Tensor& h0, DeltaGate gate, double scale, bool l2,
                         Workspace& ws, Params& p, cudaStream_t st);
 
-// Dynamic shared memory of the backward's gradient kernel (the largest of the family).
+// The most dynamic shared memory per block that any kernel of the family needs for (K, V) (the
+// state passes in their single-buffered form; they double-buffer when the device allows it).
 int chunk_bwd_smem_bytes(int64_t k, int64_t v);
+// Dynamic shared memory of the forward state pass with `stages` tile buffers.
+int chunk_states_smem_bytes(int64_t k, int stages);
 
 // Kernels of delta_rule_chunk_fwd.cu shared with the backward.
 void build_index(const Tensor& cu_seqlens, int64_t b, int64_t t, int64_t n, int64_t* seq,

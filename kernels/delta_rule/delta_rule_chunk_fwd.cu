@@ -5,8 +5,9 @@
 // head: K̂ K̂ᵀ on tensor cores, A, T = (I + A)⁻¹ by fp32 forward substitution in shared memory,
 // W and Ũ with T split into bf16 hi + lo so they carry ~16 mantissa bits), states (one block per
 // sequence, head and 64-wide V slice, sequential over chunks, fp32 state in registers; U = Ũ − W S
-// with S split hi + lo; every chunk-start state stored in bf16), output (one block per chunk and
-// head, warp w computes rows [16w, 16w + 16)).
+// with S split hi + lo; the next chunk's tiles prefetched by cp.async; every chunk-start state
+// stored in bf16, and in fp32 too for the backward's dg), output (one block per chunk and head,
+// warp w computes rows [16w, 16w + 16)).
 // Scalar gates (None / HeadScalar) only: every decay is a row or column scale exp(b_t − b_s) <= 1
 // applied in fp32, exact for any decay. Per-key-dim gates (KeyVector) are refused by
 // delta_rule_chunk_supports and run on the recurrent kernels.
@@ -15,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "core/cuda/cuda_check.h"
@@ -196,24 +198,49 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep(con
           });
 }
 
+// Tile buffer ("stage") of the forward state pass: W (fp32, split into bf16 hi + lo when used),
+// the raw keys, the block's Ũ columns (fp32), b and kn per row.
 template <int K>
-constexpr int states_smem_bytes() {
-  return 3 * kBT * (K + 8) * 2 + 2 * K * (kBV + 8) * 2 + 2 * kBT * (kBV + 8) * 2 + kBT * 4;
+constexpr int states_stage_bytes() {
+  return kBT * (K + 4) * 4 + kBT * (K + 8) * 2 + kBT * (kBV + 4) * 4 + 2 * kBT * 4;
+}
+template <int K>
+constexpr int states_smem_bytes(int stages) {
+  return stages * states_stage_bytes<K>() + 2 * K * (kBV + 8) * 2 + 2 * kBT * (kBV + 8) * 2 +
+         kBT * 4;
+}
+
+struct StatesStage {
+  float* w;
+  bf16* k;
+  float* ut;
+  float* bc;
+  float* kn;
+};
+template <int K>
+__device__ __forceinline__ StatesStage states_stage(unsigned char* base, int s) {
+  StatesStage st;
+  st.w = reinterpret_cast<float*>(base + s * states_stage_bytes<K>());
+  st.k = reinterpret_cast<bf16*>(st.w + kBT * (K + 4));
+  st.ut = reinterpret_cast<float*>(st.k + kBT * (K + 8));
+  st.bc = st.ut + kBT * (kBV + 4);
+  st.kn = st.bc + kBT;
+  return st;
 }
 
 // One block per (V slice, head, sequence), sequential over the chunks: hs, U, ht. Every product
 // of the recurrence runs in split bf16 (hi + lo, three mma): U = Ũ − W S cancels strongly when
 // the state predicts v well, and the state update accumulates over the whole sequence.
-template <int K>
+// kStages = 2: the next chunk's tiles (W, K, Ũ, b, kn) are in flight (cp.async) while this chunk
+// is computed, so the sequential loop waits on no global load; kStages = 1 (devices with less
+// shared memory) loads each chunk's tiles at the top of its iteration.
+template <int K, int kStages>
 __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states(const Params p) {
-  constexpr int kLdK = K + 8, kLdV = kBV + 8;
+  constexpr int kLdK = K + 8, kLdW = K + 4, kLdV = kBV + 8, kLdU = kBV + 4;
   constexpr int kMT = K / 64;  // 16-row m-tiles of the state per warp
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  bf16* swh = reinterpret_cast<bf16*>(smem_raw);  // W split into bf16 hi + lo
-  bf16* swl = swh + kBT * kLdK;
-  bf16* sk = swl + kBT * kLdK;
-  bf16* shi = sk + kBT * kLdK;  // S split into bf16 hi + lo
-  bf16* slo = shi + K * kLdV;
+  bf16* shi = reinterpret_cast<bf16*>(smem_raw + kStages * states_stage_bytes<K>());
+  bf16* slo = shi + K * kLdV;  // S split into bf16 hi + lo
   bf16* suh = slo + K * kLdV;  // U split into bf16 hi + lo
   bf16* sul = suh + kBT * kLdV;
   float* skf = reinterpret_cast<float*>(sul + kBT * kLdV);  // kn exp(B − b) per row
@@ -224,6 +251,17 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states(c
   const int64_t nc = (eos - bos + kBT - 1) / kBT;
   const int dbase = warp * (K / 4);
   const int64_t state_off = (n * p.h + h) * K * p.vd;
+
+  auto issue = [&](int64_t c) {
+    const StatesStage s = states_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
+    const int64_t r0 = bos + c * kBT;
+    load_tile_f32_async<K>(s.w, p.w + h * K, r0, eos, p.h * K);
+    load_tile<K, true>(s.k, p.k + h * K, r0, eos, p.h * K);
+    load_tile_f32_async<kBV>(s.ut, p.ut + h * p.vd + v0, r0, eos, p.h * p.vd);
+    load_row_scalars_async(s.bc, p.bc, p.h, h, r0, eos);
+    load_row_scalars_async(s.kn, p.kn, p.h, h, r0, eos);
+    cp_async_commit();
+  };
 
   float acc[kMT][kBV / 8][4];
 #pragma unroll
@@ -237,10 +275,17 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states(c
         acc[m][j][e] = p.h0 ? p.h0[state_off + d * p.vd + v] : 0.f;
       }
 
+  if (kStages == 2 && nc > 0) issue(0);
   for (int64_t c = 0; c < nc; ++c) {
     const int64_t r0 = bos + c * kBT;
-    float* hdst = p.hs + ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
-    __syncthreads();  // the previous chunk's tiles are no longer read
+    const int valid = int(eos - r0 < kBT ? eos - r0 : kBT);
+    if (kStages == 1) {
+      __syncthreads();  // the previous chunk's tiles are no longer read
+      issue(c);
+    }
+    // S_c: fp32 copy to hs, split copy to shared memory (last read before the previous chunk's
+    // second barrier).
+    const int64_t hoff = ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll
@@ -250,35 +295,35 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states(c
           const int d = dbase + 16 * m + gq + r * 8;
           uint32_t hi, lo;
           split_bf16(acc[m][j][2 * r], acc[m][j][2 * r + 1], hi, lo);
-          *reinterpret_cast<float2*>(hdst + d * p.vd + 8 * j + 2 * tq) =
-              make_float2(acc[m][j][2 * r], acc[m][j][2 * r + 1]);
+          const int64_t off = hoff + d * p.vd + 8 * j + 2 * tq;
+          *reinterpret_cast<uint32_t*>(p.hs + off) = hi;
+          if (p.hs32)
+            *reinterpret_cast<float2*>(p.hs32 + off) =
+                make_float2(acc[m][j][2 * r], acc[m][j][2 * r + 1]);
           *reinterpret_cast<uint32_t*>(shi + d * kLdV + 8 * j + 2 * tq) = hi;
           *reinterpret_cast<uint32_t*>(slo + d * kLdV + 8 * j + 2 * tq) = lo;
         }
-    load_tile_split<K>(swh, swl, p.w + h * K, r0, eos, p.h * K);
-    load_tile<K>(sk, p.k + h * K, r0, eos, p.h * K);
-    const int64_t last = (r0 + kBT < eos ? r0 + kBT : eos) - 1;
-    const float blast = p.bc[last * p.h + h];
-    if (tid < kBT) {
-      const int64_t row = r0 + tid;
-      skf[tid] = row < eos ? p.kn[row * p.h + h] * __expf(blast - p.bc[row * p.h + h]) : 0.f;
-    }
-    // U rows 16 warp.. : −(−Ũ + W S).
+    cp_async_wait<0>();
+    __syncthreads();  // chunk c's tiles and S_c visible; every read of chunk c − 1 is done
+    if (kStages == 2 && c + 1 < nc) issue(c + 1);  // into the buffer chunk c − 1 used
+    const StatesStage s = states_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
+    const float blast = s.bc[valid - 1];
+    if (tid < kBT) skf[tid] = tid < valid ? s.kn[tid] * __expf(blast - s.bc[tid]) : 0.f;
+    // U rows 16 warp.. : −(−Ũ + W S) (Ũ is zero past the end).
     float ua[kBV / 8][4];
 #pragma unroll
     for (int j = 0; j < kBV / 8; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t row = r0 + 16 * warp + gq + (e >> 1) * 8;
-        const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
-        ua[j][e] = row < eos ? -p.ut[(row * p.h + h) * p.vd + v] : 0.f;
+      for (int r = 0; r < 2; ++r) {
+        const float2 val = *reinterpret_cast<const float2*>(s.ut + (16 * warp + gq + 8 * r) * kLdU +
+                                                            8 * j + 2 * tq);
+        ua[j][2 * r] = -val.x;
+        ua[j][2 * r + 1] = -val.y;
       }
-    __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < K / 16; ++kk) {
       uint32_t ah[4], al[4];
-      load_a(ah, swh, kLdK, 16 * warp, 16 * kk, gq, tq);
-      load_a(al, swl, kLdK, 16 * warp, 16 * kk, gq, tq);
+      frag_a_split_f32(ah, al, s.w, kLdW, 16 * warp, 16 * kk, gq, tq);
 #pragma unroll
       for (int jj = 0; jj < kBV / 16; ++jj) {
         uint32_t bh[4], bl[4];
@@ -298,11 +343,14 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states(c
         split_bf16(-ua[j][2 * r], -ua[j][2 * r + 1], hi, lo);
         *reinterpret_cast<uint32_t*>(suh + t * kLdV + 8 * j + 2 * tq) = hi;
         *reinterpret_cast<uint32_t*>(sul + t * kLdV + 8 * j + 2 * tq) = lo;
-        if (row < eos)
-          *reinterpret_cast<uint32_t*>(p.u + (row * p.h + h) * p.vd + v0 + 8 * j + 2 * tq) = hi;
+        if (row < eos) {
+          const int64_t off = (row * p.h + h) * p.vd + v0 + 8 * j + 2 * tq;
+          *reinterpret_cast<uint32_t*>(p.u + off) = hi;
+          if (p.ul) *reinterpret_cast<uint32_t*>(p.ul + off) = lo;
+        }
       }
     }
-    __syncthreads();
+    __syncthreads();                    // U and skf complete; S_c's split copy no longer read
     const float decay = __expf(blast);  // exp(B)
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
@@ -311,7 +359,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states(c
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[m][j][e] *= decay;
     // S += (K̂ ⊙ exp(B − b))ᵀ U: A[d][t] = k_td kn_t exp(B − b_t).
-    auto fa = [&](int d, int t) { return ld_bf16(sk + t * kLdK + d) * skf[t]; };
+    auto fa = [&](int d, int t) { return ld_bf16(s.k + t * kLdK + d) * skf[t]; };
 #pragma unroll
     for (int kk = 0; kk < kBT / 16; ++kk) {
       uint32_t bh[kBV / 16][4], bl[kBV / 16][4];
@@ -371,16 +419,18 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o(const 
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
-  load_tile<K>(sq, p.q + h * K, r0, r1, p.h * K);
-  load_tile<K>(sk, p.k + h * K, r0, r1, p.h * K);
-  load_tile<V>(su, p.u + h * V, r0, r1, p.h * V);
-  load_state_f32<K, V>(ss, p.hs + (x * p.h + h) * K * V);
+  load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
+  load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<V, true>(su, p.u + h * V, r0, r1, p.h * V);
+  load_state_async<K, V>(ss, p.hs + (x * p.h + h) * K * V);
+  cp_async_commit();
   if (tid < kBT) {
     const bool ok = tid < valid;
     // Past the end: b of the last row, so that every exp(b_t − b_s) formed stays <= 1.
     sb[tid] = p.bc[(r0 + (ok ? tid : valid - 1)) * p.h + h];
     skn[tid] = ok ? p.kn[(r0 + tid) * p.h + h] : 0.f;
   }
+  cp_async_wait<0>();
   __syncthreads();
   row_norms<K>(sqn, sq, valid, p.l2);
   __syncthreads();
@@ -470,13 +520,22 @@ void launch_prep_t(const Params& p, cudaStream_t st) {
   SEQMIX_LAUNCH_CHECK();
 }
 
-template <int K>
-void launch_states_t(const Params& p, cudaStream_t st) {
-  constexpr int smem = states_smem_bytes<K>();
-  auto kern = delta_rule_chunk_fwd_kernel_states<K>;
+template <int K, int kStages>
+void launch_states_s(const Params& p, cudaStream_t st) {
+  constexpr int smem = states_smem_bytes<K>(kStages);
+  auto kern = delta_rule_chunk_fwd_kernel_states<K, kStages>;
   set_smem(kern, smem);
   kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
+}
+
+// Double-buffered where the device has the shared memory (H100: yes; A100 at K = 128: no).
+template <int K>
+void launch_states_t(const Params& p, cudaStream_t st) {
+  if (p.max_stages >= 2 && p.smem_optin >= states_smem_bytes<K>(2))
+    launch_states_s<K, 2>(p, st);
+  else
+    launch_states_s<K, 1>(p, st);
 }
 
 template <int K, int V>
@@ -571,8 +630,9 @@ Support delta_rule_chunk_supports(const DeltaFwdArgs& a) {
 
 namespace delta_chunk {
 
-// Scratch of one call: index, bc, kn, W, Ũ, U, hs (and T, du_in, du, dhs in the backward).
-Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens, bool backward) {
+// Scratch of one call: index, bc, kn, W, Ũ, U, hs (and T, du_in, du, dhs, qn in the backward).
+Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens, bool backward,
+                     bool want_dg) {
   const int64_t b = q.size(0), t = q.size(1), h = q.size(2), kd = q.size(3), vd = v.size(3);
   n = cu_seqlens.defined() ? cu_seqlens.numel() - 1 : b;
   const Device dev = q.device();
@@ -585,12 +645,20 @@ Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens,
   w = Tensor::empty({rows, h, kd}, DType::F32, dev);
   ut = Tensor::empty({rows, h, vd}, DType::F32, dev);
   u = Tensor::empty({rows, h, vd}, DType::BF16, dev);
-  hs = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::F32, dev);
+  hs = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::BF16, dev);
   if (backward) {
     tm = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kBT, kBT}, DType::F32, dev);
-    dhs = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::F32, dev);
+    dhs = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::BF16, dev);
     du_in = Tensor::empty({rows, h, vd}, DType::F32, dev);
-    du = Tensor::empty({rows, h, vd}, DType::F32, dev);
+    duh = Tensor::empty({rows, h, vd}, DType::BF16, dev);
+    dul = Tensor::empty({rows, h, vd}, DType::BF16, dev);
+    qn = Tensor::empty({rows, h}, DType::F32, dev);
+    if (want_dg) {
+      ul = Tensor::empty({rows, h, vd}, DType::BF16, dev);
+      xs = Tensor::empty({rows, h, vd / kBV}, DType::F32, dev);
+      hs32 = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::F32, dev);
+      sdot = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, vd / kBV}, DType::F32, dev);
+    }
   }
 }
 
@@ -605,11 +673,21 @@ void Workspace::fill(Params& p) const {
   p.w = w.data<float>();
   p.ut = ut.data<float>();
   p.u = u.data<bf16>();
-  p.hs = hs.data<float>();
+  p.hs = hs.data<bf16>();
+  if (hs32.defined()) p.hs32 = hs32.data<float>();
+  if (sdot.defined()) p.sdot = sdot.data<float>();
   if (tm.defined()) p.tm = tm.data<float>();
-  if (dhs.defined()) p.dhs = dhs.data<float>();
+  if (dhs.defined()) p.dhs = dhs.data<bf16>();
   if (du_in.defined()) p.du_in = du_in.data<float>();
-  if (du.defined()) p.du = du.data<float>();
+  if (duh.defined()) p.duh = duh.data<bf16>();
+  if (dul.defined()) p.dul = dul.data<bf16>();
+  if (qn.defined()) p.qn = qn.data<float>();
+  if (ul.defined()) p.ul = ul.data<bf16>();
+  if (xs.defined()) p.xs = xs.data<float>();
+}
+
+int chunk_states_smem_bytes(int64_t k, int stages) {
+  return k == 64 ? states_smem_bytes<64>(stages) : states_smem_bytes<128>(stages);
 }
 
 // Index + prep + forward state pass (shared by the forward and the backward's recompute).
@@ -628,6 +706,14 @@ void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const
   p.gate = int(gate);
   p.l2 = l2;
   p.scale = float(delta_scale(scale, p.kd));
+  p.smem_optin = cuda::props(q.device().index).max_smem_per_block_optin;
+  // SEQMIX_DELTA_CHUNK_STAGES=1 forces the single-buffered state passes that devices with less
+  // shared memory (A100) run, so that a larger GPU can test them.
+  static const int forced_stages = [] {
+    const char* e = std::getenv("SEQMIX_DELTA_CHUNK_STAGES");
+    return e ? std::atoi(e) : 0;
+  }();
+  p.max_stages = forced_stages == 1 ? 1 : 2;
   ws.fill(p);
   build_index(ws.cu, q.size(0), q.size(1), ws.n, const_cast<int64_t*>(p.seq),
               const_cast<int64_t*>(p.chunks), st);
