@@ -344,17 +344,20 @@ TEST_F(Sweep, CsvAndMarkdownOfSyntheticResults) {
       std::string want = "| " + panel + " | " + mixer + " |";
       for (const std::string d : {"64", "128", "256"}) {
         std::optional<double> best;
-        bool failed = false;
+        bool failed = false, partial = false;
         for (size_t i = 0; i < s.cells.size(); ++i) {
           const auto& av = s.cells[i].axis_values;
           if (av.at("data.seq_len,data.mqar.num_kv_pairs") != panel || av.at("mixer") != mixer ||
               av.at("model.d_model") != d)
             continue;
           failed = failed || s.results[i].status == "failed";
+          partial = partial || s.results[i].status != "ok";
           if (s.results[i].best_metric)
             best = best ? std::max(*best, *s.results[i].best_metric) : *s.results[i].best_metric;
         }
-        want += best ? fmt::format(" {:.3f} |", *best) : (failed ? " failed |" : " – |");
+        // An entry with an unfinished cell (here: the pending one beside an ok one) is marked.
+        want += best ? fmt::format(" {:.3f}{} |", *best, partial ? "*" : "")
+                     : (failed ? " failed |" : " – |");
       }
       bool found = false;
       for (const auto& l : md_lines) found = found || l == want;
@@ -367,6 +370,8 @@ TEST_F(Sweep, CsvAndMarkdownOfSyntheticResults) {
             std::string::npos)
       << md;
   EXPECT_NE(md.find("21 ok, 2 failed, 1 pending"), std::string::npos) << md;
+  EXPECT_NE(md.find("* |"), std::string::npos) << md;  // the pending cell's entry
+  EXPECT_NE(md.find("\\* Not every cell behind this value has finished"), std::string::npos) << md;
   // Wall time per mixer: attention = cells 0..5 and 12..17 (run ones), gla the others.
   double att = 0, gla = 0;
   int att_n = 0, gla_n = 0;
@@ -477,11 +482,16 @@ TEST_F(Sweep, SvgIsWellFormedAndMapsValues) {
 
 TEST_F(Sweep, ShippedSweepsExpandToValidRuns) {
   for (const std::string file :
-       {"configs/sweeps/zoology_fig2.yaml", "configs/sweeps/mqar_quick.yaml"}) {
+       {"configs/sweeps/zoology_fig2.yaml", "configs/sweeps/zoology_fig2_reduced.yaml",
+        "configs/sweeps/mqar_quick.yaml"}) {
     SCOPED_TRACE(file);
     const SweepSpec s = load_sweep(file);
     const auto cells = expand_grid(s, base_layer_count(s));
-    EXPECT_EQ(cells.size(), file.find("zoology") != std::string::npos ? 384u : 24u);
+    // 4 (T, kv) x 9 mixers x 4 widths x 4 lrs; reduced: 3 widths x 2 lrs; quick: 24.
+    const size_t want = file.find("reduced") != std::string::npos   ? 216u
+                        : file.find("zoology") != std::string::npos ? 576u
+                                                                    : 24u;
+    EXPECT_EQ(cells.size(), want);
     std::set<std::string> ids;
     for (const auto& c : cells) {
       ids.insert(c.id);

@@ -588,6 +588,7 @@ std::string results_markdown(const SweepSpec& spec, const std::vector<SweepCell>
   if (!line_name.empty()) head += fmt::format(" {} |", line_name), rule += "---|";
   for (const auto& x : t.xs) head += fmt::format(" {}={} |", spec.plot.x, x), rule += "---:|";
   out += head + "\n" + rule + "\n";
+  bool marked = false;
   for (size_t p = 0; p < t.panels.size(); ++p)
     for (size_t l = 0; l < t.lines.size(); ++l) {
       bool any = false;
@@ -600,7 +601,10 @@ std::string results_markdown(const SweepSpec& spec, const std::vector<SweepCell>
         if (it != t.entries.end()) {
           any = true;
           const auto& e = it->second;
-          v = e.value    ? fmt::format(" {:.3f} |", *e.value)
+          // A value with unfinished cells behind it (failed or pending) is the best so far: '*'.
+          const bool partial = e.failed || e.pending;
+          marked |= e.value && partial;
+          v = e.value    ? fmt::format(" {:.3f}{} |", *e.value, partial ? "*" : "")
               : e.failed ? std::string(" failed |")
                          : std::string(" – |");
         }
@@ -608,6 +612,10 @@ std::string results_markdown(const SweepSpec& spec, const std::vector<SweepCell>
       }
       if (any) out += row + "\n";
     }
+  if (marked)
+    out +=
+        "\n\\* Not every cell behind this value has finished (failed or pending): the best "
+        "value so far, including the evaluations of interrupted runs.\n";
   // Wall time per mixer (or per line value when there is no mixer axis).
   const std::string by = spec.axis("mixer") ? "mixer" : spec.plot.line;
   std::vector<std::string> groups;
