@@ -47,6 +47,15 @@ if [[ "${SEQMIX_SKIP_BENCH:-0}" != 1 ]]; then
     $bin bench kernel attention --batch 2 --seq-len 16384 --heads 8 --head-dim 128
     $bin bench kernel attention --batch 8 --seq-len 2048 --heads 16 --kv-heads 4 --head-dim 64 \
       --window 512
+    $bin bench kernel short_conv --batch 8 --seq-len 2048 --channels 2048 --width 4
+    # The linear-RNN kernels at the three shapes of issues F3 / F4 (docs/benchmarks.md).
+    for shape in "--batch 8 --seq-len 2048 --heads 16 --head-dim 64" \
+                 "--batch 4 --seq-len 4096 --heads 16 --head-dim 128" \
+                 "--batch 2 --seq-len 16384 --heads 8 --head-dim 128"; do
+      for m in linear_attn retention mamba2 gla hgrn2; do $bin bench kernel $m $shape; done
+      for m in deltanet gated_deltanet; do $bin bench kernel $m --algo chunked $shape; done
+      $bin bench kernel kda $shape
+    done
   } > "$out/bench.log" 2>&1
 fi
 
@@ -67,6 +76,7 @@ for f in ctest_gpu ctest_cpu; do
     echo "$f: NO TESTS RAN"; tail -15 "$out/$f.log"; gpu_rc=1
   fi
 done
-[[ -f "$out/bench.log" ]] && grep -E "^(matmul|copy|attention)|error" "$out/bench.log"
+[[ -f "$out/bench.log" ]] &&
+  grep -E "^(matmul|copy|attention|short_conv|linear_attn|retention|mamba2|gla|hgrn2|deltanet|gated_deltanet|kda)|error" "$out/bench.log"
 [[ -f "$out/quickstart.log" ]] && grep -E "final|real|error" "$out/quickstart.log"
 exit $(( gpu_rc != 0 || cpu_rc != 0 ))
