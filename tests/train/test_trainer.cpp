@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -303,38 +302,6 @@ optim: {lr: 3e-3, warmup_steps: 10}
     EXPECT_EQ(e.code, 0) << e.out;
     EXPECT_NE(e.out.find(std::string("task        ") + t.name), std::string::npos) << e.out;
   }
-}
-
-// Set disjointness is the hardest synthetic task for small attention models (docs/evaluation.md):
-// a 3-layer model learns it at short set 1 / long set 2, short set first, in 2000 CPU steps
-// (about 2 minutes on 2 cores; measured 0.821). The long-first order is not tested: the same
-// recipe reached 0.619 after 1500 steps but stayed at chance (0.498) after 2000 (a different
-// cosine schedule), too fragile for a test (docs/evaluation.md).
-TEST_F(TrainerE2E, SetDisjointnessTrainsAboveChance) {
-  const std::string cfg = write("sd.yaml", R"(
-run: {seed: 5}
-model:
-  d_model: 64
-  layers: {pattern: "A", repeat: 3}
-  mixers: {A: {type: attention, n_heads: 2, head_dim: 32}}
-data:
-  source: set_disjoint
-  batch_size: 64
-  seq_len: 5
-  set_disjoint: {vocab_size: 24, short_size: 1, long_size: 2, test_examples: 1000,
-                 order: short_first}
-train: {steps: 2000, log_every: 500, eval_every: 500, device: cpu}
-optim: {lr: 1e-3, warmup_steps: 50}
-)");
-  const std::string dir = p("sd");
-  const CmdResult r = run("train " + cfg + " --quiet --run-dir " + dir);
-  ASSERT_EQ(r.code, 0) << r.out;
-  const Metrics m = read_metrics(dir + "/metrics.jsonl");
-  ASSERT_FALSE(m.eval.empty());
-  const double acc = std::stod(field(m.eval.back(), "accuracy"));
-  std::printf("set_disjoint short_first: test accuracy %.3f after 2000 steps\n", acc);
-  // Chance is 0.5; with 1000 test examples its standard deviation is 0.016.
-  EXPECT_GT(acc, 0.6) << "accuracy " << acc;
 }
 
 TEST_F(TrainerE2E, ErrorsHaveTheDocumentedCodes) {
