@@ -95,11 +95,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
   cp_async_commit();
   load_state<K, V>(ss, p.hs + (x * p.h + h) * K * V, V);
   cp_async_wait<0>();
-  __syncthreads();
-  if (p.gate == int(GlaGate::HeadScalar)) {  // raw gates -> cumulative gates
-    if (threadIdx.x < 32) gate_prefix(sb, sb, int(threadIdx.x));
-    __syncthreads();
-  }
+  __syncthreads();  // (HeadScalar: sb holds the cumulative gates p.gc of the state pass)
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tq = lane & 3;
   const int t0 = 16 * warp;
@@ -195,18 +191,19 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[j][e] = p.scale * (acc[j][e] + tmp[e] * erow[e >> 1]);
     }
-    if (want_dg) {  // Σ_d q dq' per row (zero-filled rows give 0)
+    if (want_dg) {  // Σ_d q dq' per row (zero-filled rows give 0); two partial sums per row
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int t = t0 + gq + 8 * r;
-        float sum = 0.f;
+        float sx = 0.f, sy = 0.f;
 #pragma unroll
         for (int j = 0; j < K / 8; ++j) {
           const float2 qv = __bfloat1622float2(
               *reinterpret_cast<const __nv_bfloat162*>(sq + t * kLdK + 8 * j + 2 * tq));
-          sum += qv.x * acc[j][2 * r];
-          sum += qv.y * acc[j][2 * r + 1];
+          sx = fmaf(qv.x, acc[j][2 * r], sx);
+          sy = fmaf(qv.y, acc[j][2 * r + 1], sy);
         }
+        float sum = sx + sy;
         sum += __shfl_xor_sync(0xffffffffu, sum, 1);
         sum += __shfl_xor_sync(0xffffffffu, sum, 2);
         row_qdq[r] = sum;
@@ -245,21 +242,54 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
   {
     const bf16* src = p.dhs + (x * p.h + h) * K * V;
     constexpr int kC = V / 8;
-    for (int idx = threadIdx.x; idx < K * kC; idx += kThreads) {
-      const int r = idx / kC, c = idx % kC;
-      bf16* dst = ss + r * kLdV + c * 8;
-      const uint4 dh = *reinterpret_cast<const uint4*>(src + int64_t(r) * V + c * 8);
-      if (dgs16) {
-        const uint4 sv = *reinterpret_cast<const uint4*>(dst);
-        const uint32_t su[4] = {sv.x, sv.y, sv.z, sv.w}, du[4] = {dh.x, dh.y, dh.z, dh.w};
+    if (dgs16) {
+      // The dg path loads its 16-byte pieces of dH kB at a time, all in flight together (1-2
+      // round trips to memory up to V = 128 instead of one per two pieces; kB = 4 for wider V
+      // against spills), with the matching pieces of S, and sums S ⊙ dH in 8 partial sums
+      // (short dependency chains, fixed order).
+      constexpr int kIt = K * kC / kThreads, kB0 = V <= 128 ? 8 : 4, kB = kIt < kB0 ? kIt : kB0;
+      static_assert(K * kC % kThreads == 0, "whole 16-byte pieces per thread");
+      float part[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&su[e]));
-          const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&du[e]));
-          sdh += a.x * b.x + a.y * b.y;
-        }
+      for (int i0 = 0; i0 < kIt; i0 += kB) {
+        uint4 dh[kB], s16[kB];
+#pragma unroll
+        for (int i = 0; i < kB; ++i)
+          if (i0 + i < kIt) {
+            const int idx = int(threadIdx.x) + (i0 + i) * kThreads, r = idx / kC, c = idx % kC;
+            dh[i] = *reinterpret_cast<const uint4*>(src + int64_t(r) * V + c * 8);
+          }
+#pragma unroll
+        for (int i = 0; i < kB; ++i)
+          if (i0 + i < kIt) {
+            const int idx = int(threadIdx.x) + (i0 + i) * kThreads, r = idx / kC, c = idx % kC;
+            s16[i] = *reinterpret_cast<const uint4*>(ss + r * kLdV + c * 8);
+          }
+#pragma unroll
+        for (int i = 0; i < kB; ++i)
+          if (i0 + i < kIt) {
+            const int idx = int(threadIdx.x) + (i0 + i) * kThreads, r = idx / kC, c = idx % kC;
+            const uint32_t su[4] = {s16[i].x, s16[i].y, s16[i].z, s16[i].w};
+            const uint32_t du[4] = {dh[i].x, dh[i].y, dh[i].z, dh[i].w};
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {  // bf16 -> f32 by a shift (low half) or a mask (high)
+              part[2 * e] =
+                  fmaf(__uint_as_float(su[e] << 16), __uint_as_float(du[e] << 16), part[2 * e]);
+              part[2 * e + 1] = fmaf(__uint_as_float(su[e] & 0xffff0000u),
+                                     __uint_as_float(du[e] & 0xffff0000u), part[2 * e + 1]);
+            }
+            *reinterpret_cast<uint4*>(ss + r * kLdV + c * 8) = dh[i];
+          }
       }
-      *reinterpret_cast<uint4*>(dst) = dh;
+      sdh =
+          ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+    } else {  // (unrolled by 2 as before this path was split off: same code for the other gates)
+#pragma unroll 2
+      for (int idx = threadIdx.x; idx < K * kC; idx += kThreads) {
+        const int r = idx / kC, c = idx % kC;
+        *reinterpret_cast<uint4*>(ss + r * kLdV + c * 8) =
+            *reinterpret_cast<const uint4*>(src + int64_t(r) * V + c * 8);
+      }
     }
   }
   if (dgs16) {
@@ -355,12 +385,11 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
         const int64_t row = r0 + s;
         if (row >= r1) continue;
         const int d = 8 * j + 2 * tq;
-        float intra[2], inter[2], kv[2];
+        float intra[2], inter[2];
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
           intra[c] = p.scale * acc[j][2 * r + c];
           inter[c] = tmp[2 * r + c] * erow_b[r];
-          kv[c] = ld_bf16(sk + s * kLdK + d + c);
         }
         if (p.dk) {
           const float dd = p.scale * diag[r];
@@ -369,8 +398,10 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
                         intra[1] + inter[1] + dd * ld_bf16(sq + s * kLdK + d + 1));
         }
         if (want_dg) {
-          row_kin[r] += kv[0] * intra[0] + kv[1] * intra[1];
-          row_kex[r] += kv[0] * inter[0] + kv[1] * inter[1];
+          const float2 kv =
+              __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(sk + s * kLdK + d));
+          row_kin[r] += kv.x * intra[0] + kv.y * intra[1];
+          row_kex[r] += kv.x * inter[0] + kv.y * inter[1];
         }
       }
     }
@@ -388,6 +419,13 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
         }
       }
     }
+  }
+  // dg is finished by the last warp (the least dv work: 1 of the 4 score blocks), which needs
+  // every warp's row sums: the others signal at named barrier 1 and go on with dv, the last warp
+  // waits there after its own dv, so the dg sums overlap the other warps' dv.
+  constexpr int kDgWarp = kThreads / 32 - 1;
+  if (want_dg && warp != kDgWarp) {  // (bar.arrive orders the srow / sdgs writes before it)
+    asm volatile("bar.arrive 1, %0;\n" ::"n"(kThreads) : "memory");
   }
 
   // ---- dv (rows s = t0..) ----
@@ -467,10 +505,10 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
   }
 
   // ---- dg (scalar gates), finished here: dg_u = Σ_d dgs_d + Σ_{t>=u} srow_t + Σ_{s<u} srow2_s.
-  // Warp 0, fixed-order sums and shuffle scans (deterministic); lane l owns rows 2l, 2l + 1.
-  if (want_dg) {
-    __syncthreads();
-    if (warp == 0) {
+  // Warp kDgWarp, fixed-order sums and shuffle scans (deterministic); lane l owns rows 2l, 2l + 1.
+  if (want_dg && warp == kDgWarp) {
+    asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
+    {
       // exp(B) Σ S ⊙ dH: the 4 warp partials (bf16 copies) or the K row sums (fp32 h0 / dht).
       float s0 = 0.f;
       if (dgs16) {
@@ -1104,6 +1142,9 @@ void gla_chunk_bwd_cuda(const GlaBwdArgs& a) {
     gc = Tensor::empty({b * t * h * p.kd}, DType::F32, dev);
     p.gc = gc.data<float>();
     gla_chunk::launch_cumsum(p, st);
+  } else if (a.gate == GlaGate::HeadScalar) {  // written by the forward state pass
+    gc = Tensor::empty({b * t * h}, DType::F32, dev);
+    p.gc = gc.data<float>();
   }
   gla_chunk::launch_states(p, false, st);  // S at every chunk start
   gla_chunk::launch_states(p, true, st);   // dH at every chunk end, dh0

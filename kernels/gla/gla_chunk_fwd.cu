@@ -5,7 +5,8 @@
 // step otherwise) and B_c = b at the chunk's last step. Chunks of 64 steps never cross sequence
 // boundaries (packed batches use per-sequence chunk offsets).
 // Kernels: index (sequence / chunk offsets), cumsum (chunk-local cumulative log-gates of
-// per-key-dim gates, once; HeadScalar gates are summed per chunk by each kernel, gate_prefix),
+// per-key-dim gates, once; HeadScalar gates are summed per chunk by the forward state pass,
+// gate_prefix, which stores them for the later kernels),
 // states (one block per sequence, head, 64-row K slice and one or two 64-wide V slices, sequential
 // over chunks with cp.async prefetch, fp32 state in registers, each chunk-start state stored in
 // bf16), output (one block per chunk, head and V slice; scalar gates: 4 warps, warp w computes
@@ -101,8 +102,8 @@ __global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(con
   const bool active = k0 + 16 * wr < K;
   const int64_t bos = p.seq[n], eos = p.seq[n + 1];
   const int64_t nc = (eos - bos + kBT - 1) / kBT;
-  const int dbase = k0 + 16 * wr;                // absolute key row of this warp's first row
-  __shared__ float spre[KV ? 1 : 4 * NVS][kBT];  // HeadScalar: per-warp cumulative gates
+  const int dbase = k0 + 16 * wr;                       // absolute key row of this warp's first row
+  __shared__ float spre[KV || REV ? 1 : 4 * NVS][kBT];  // HeadScalar: per-warp cumulative gates
   const int64_t state_off = (n * p.h + h) * K * p.vd;
 
   float acc[kBV / 8][4];
@@ -124,7 +125,7 @@ __global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(con
       float* sb = reinterpret_cast<float*>(base);
       bf16* sa = reinterpret_cast<bf16*>(base + kGateBytes);
       const int64_t c = REV ? nc - 1 - i : i, r0 = bos + c * kBT;
-      load_gate<kBK, KV, true, NT>(sb, p, h, r0, eos, k0);
+      load_gate<kBK, KV, true, NT, !REV>(sb, p, h, r0, eos, k0);
       load_tile<kBK, true, NT>(sa, a_src, r0, eos, p.h * K, K - k0);
       load_tile<NVS * kBV, true, NT>(sa + kBT * kLdA, v_src, r0, eos, p.h * p.vd);
     }
@@ -157,12 +158,29 @@ __global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(con
     const float* sb = reinterpret_cast<const float*>(base);
     const bf16* sa = reinterpret_cast<const bf16*>(base + kGateBytes);
     const bf16* sv = sa + kBT * kLdA;
-    if constexpr (!KV) {
+    if constexpr (!KV && !REV) {
       if (p.gate == int(GlaGate::HeadScalar)) {  // raw gates: each warp sums its own copy
         gate_prefix(spre[warp], sb, lane);
-        sb = spre[warp];
+        float* pre = spre[warp];
+        // Past the sequence's end, repeat its last row: bitwise what the clamped loads of p.gc
+        // give the later kernels (the scan groups the sums of trailing positions differently).
+        const int64_t rows = eos - bos - c * kBT;  // valid rows of this chunk
+        if (rows < kBT) {
+          const float last = pre[rows - 1];
+          __syncwarp();
+          if (2 * lane >= rows) pre[2 * lane] = last;
+          if (2 * lane + 1 >= rows) pre[2 * lane + 1] = last;
+          __syncwarp();
+        }
+        sb = pre;
+        if (blockIdx.x == 0 && warp == 0) {  // one copy per (chunk, head) -> p.gc for the rest
+          float* gc = const_cast<float*>(p.gc);
+          const int64_t row = bos + c * kBT + 2 * lane;
+          if (row < eos) gc[row * p.h + h] = pre[2 * lane];
+          if (row + 1 < eos) gc[(row + 1) * p.h + h] = pre[2 * lane + 1];
+        }
       }
-    }
+    }  // REV: the stage holds the cumulative gates p.gc of the forward pass
     // Key dims are slice-local (0..63) in the tiles.
     auto gb = [&](int t, int d) { return KV ? sb[t * kLdB + d] : sb[t]; };
     const int lbase = 16 * wr;
@@ -236,11 +254,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
   cp_async_commit();
   load_state<K, VS>(ss, p.hs + (x * p.h + h) * K * vd + v0, vd);
   cp_async_wait<0>();
-  __syncthreads();
-  if (p.gate == int(GlaGate::HeadScalar)) {  // raw gates -> cumulative gates
-    if (threadIdx.x < 32) gate_prefix(sb, sb, int(threadIdx.x));
-    __syncthreads();
-  }
+  __syncthreads();  // (HeadScalar: sb holds the cumulative gates p.gc of the state pass)
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tq = lane & 3;
   const int t0 = 16 * warp;
@@ -633,6 +647,9 @@ void gla_chunk_fwd_cuda(const GlaFwdArgs& a) {
     gc = Tensor::empty({b * t * h * p.kd}, DType::F32, dev);
     p.gc = gc.data<float>();
     gla_chunk::launch_cumsum(p, st);
+  } else if (a.gate == GlaGate::HeadScalar) {  // written by the state pass
+    gc = Tensor::empty({b * t * h}, DType::F32, dev);
+    p.gc = gc.data<float>();
   }
   Tensor hs;
   if (p.max_chunks > 0) {
