@@ -1,4 +1,5 @@
-// CUDA chunked delta-rule backward (bf16 in, fp32 accumulate, mma.sync m16n8k16), scalar gates.
+// CUDA chunked delta-rule backward (bf16 in, fp32 accumulate, mma.sync m16n8k16). Scalar gates
+// below; KeyVector (KDA) in the *_kv kernels further down (own header comment there).
 // Notation of delta_rule_chunk_common.cuh; derivation in README.md ("CUDA kernels"). Per chunk,
 // with X = S_c + (K̂ ⊙ exp(−b))ᵀ U (so S_{c+1} = exp(B) X), M the decayed causal Q̂ K̂ᵀ,
 // Rβ = diag(β)(V − diag(exp(b)) K̂ S_c) (so U = T Rβ):
@@ -18,6 +19,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/runtime.h"
@@ -974,6 +977,888 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad(con
   }
 }
 
+// ---------------------------------------------------------------- KeyVector (KDA) backward
+// Same kernel sequence as the scalar-gate backward (recompute, dui, reverse states, grad) plus a
+// small dg kernel; derivation in README.md ("KeyVector: chunked backward"). Every product that
+// mixes two steps of a chunk uses the reference row ref = 16w + 7 of the warp's 16-row block w:
+// the output or operand factor exp(b_t − b_ref) spans <= 8 steps on the warp's own rows, the
+// other factor exp(b_ref − b_s) is <= 1 for s < ref and spans <= 8 steps for s in the block
+// (operands split into bf16 hi + lo: three mma, ~16 mantissa bits, so the two sides of every
+// pair term of dg round alike).
+
+// Per-key-dim b of rows [r0, r0 + 64) into sb [64][K + 4] from p.bk (rows past the end: the last
+// valid row's). cp.async; the caller commits, waits, syncs, then calls fix_gate_kv and syncs.
+template <int K>
+__device__ __forceinline__ void fix_gate_kv(float* sb, int valid) {
+  for (int idx = threadIdx.x; idx < (kBT - valid) * K; idx += kThreads) {
+    const int t = valid + idx / K, d = idx % K;
+    sb[t * (K + 4) + d] = sb[(valid - 1) * (K + 4) + d];
+  }
+}
+
+template <int K, int V>
+constexpr int dui_kv_smem_bytes() {
+  return 2 * kBT * (K + 8) * 2 + kBT * (V + 8) * 2 + kBT * (K + 4) * 4 + 2 * kBT * 4;
+}
+
+// One block per (chunk, head): du_in = scale Mᵀ dO (M[t, s] = Σ_i q̂_t[i] k̂_s[i] Γ[t, s, i],
+// s <= t), qn, and Q̃ = scale Q̂ ⊙ exp(b) (fp32, for the reverse state pass).
+template <int K, int V>
+__global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_dui_kv(const Params p) {
+  constexpr int kLdK = K + 8, kLdV = V + 8, kLdB = K + 4;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sq = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sk = sq + kBT * kLdK;
+  bf16* sdo = sk + kBT * kLdK;
+  float* sbk = reinterpret_cast<float*>(sdo + kBT * kLdV);
+  float* skn = sbk + kBT * kLdB;
+  float* sqn = skn + kBT;
+
+  const int64_t x = blockIdx.x, h = blockIdx.y;
+  const int64_t n = find_seq(p, x);
+  if (n < 0) return;
+  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
+  const int tid = threadIdx.x;
+  load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
+  load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<V, true>(sdo, p.dout + h * V, r0, r1, p.h * V);
+  load_tile_f32_async<K>(sbk, p.bk + h * K, r0, r1, p.h * K);
+  cp_async_commit();
+  if (tid < kBT) skn[tid] = tid < valid ? p.kn[(r0 + tid) * p.h + h] : 0.f;
+  cp_async_wait<0>();
+  __syncthreads();
+  fix_gate_kv<K>(sbk, valid);
+  row_norms<K>(sqn, sq, valid, p.l2);
+  __syncthreads();
+  if (tid < valid) p.qn[(r0 + tid) * p.h + h] = sqn[tid];
+  for (int idx = tid; idx < valid * (K / 2); idx += kThreads) {
+    const int t = idx / (K / 2), d = 2 * (idx % (K / 2));
+    const float f = p.scale * sqn[t];
+    const float* bt = sbk + t * kLdB + d;
+    *reinterpret_cast<float2*>(p.qt + ((r0 + t) * p.h + h) * K + d) =
+        make_float2(f * ld_bf16(sq + t * kLdK + d) * __expf(bt[0]),
+                    f * ld_bf16(sq + t * kLdK + d + 1) * __expf(bt[1]));
+  }
+
+  const int lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
+  const int t0 = 16 * warp;
+  const float* gr = sbk + (t0 + 7) * kLdB;
+  // Transposed scores: rows s (this warp), columns t >= s: Σ_i (k_s e^{b_ref − b_s})(q_t e^{b_t −
+  // b_ref}).
+  float sc[8][4];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+  auto fa = [&](int s, int d) {
+    return ld_bf16(sk + s * kLdK + d) * __expf(gr[d] - sbk[s * kLdB + d]);
+  };
+  auto fb = [&](int d, int t) {
+    return ld_bf16(sq + t * kLdK + d) * __expf(sbk[t * kLdB + d] - gr[d]);
+  };
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    uint32_t ah[4], al[4];
+    frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      if (j >= 2 * warp) {
+        uint32_t bh0, bh1, bl0, bl1;
+        gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fb, 16 * kk, 8 * j, gq, tq);
+        mma_split(sc[j], ah, al, bh0, bh1, bl0, bl1);
+      }
+  }
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int s = t0 + gq + (e >> 1) * 8, t = 8 * j + 2 * tq + (e & 1);
+      float val = 0.f;
+      if (t >= s) val = p.scale * sqn[t] * skn[s] * sc[j][e];
+      sc[j][e] = val;
+    }
+  float acc[V / 8][4];
+#pragma unroll
+  for (int j = 0; j < V / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if (j >= warp) {
+      uint32_t a[4];
+      c_to_a_n(a, sc, j);
+#pragma unroll
+      for (int jj = 0; jj < V / 16; ++jj) {
+        uint32_t bfr[4];
+        load_b(bfr, sdo, kLdV, 16 * j, 16 * jj, lane);
+        mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
+        mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t row = r0 + t0 + gq + 8 * r;
+    if (row >= r1) continue;
+#pragma unroll
+    for (int j = 0; j < V / 8; ++j)
+      *reinterpret_cast<float2*>(p.du_in + (row * p.h + h) * V + 8 * j + 2 * tq) =
+          make_float2(acc[j][2 * r], acc[j][2 * r + 1]);
+  }
+}
+
+// Tile buffer of the KeyVector reverse state pass: K̃ and W (fp32), the block's du_in columns,
+// the chunk's last b per key dim; Q̃ (fp32) and dO have one buffer each.
+template <int K>
+constexpr int rstates_kv_stage_bytes() {
+  return 2 * kBT * (K + 4) * 4 + kBT * (kBV + 4) * 4 + K * 4;
+}
+template <int K>
+constexpr int rstates_kv_smem_bytes(int stages) {
+  return stages * rstates_kv_stage_bytes<K>() + kBT * (K + 4) * 4 + kBT * (kBV + 8) * 2 +
+         2 * kBT * (kBV + 8) * 2 + 2 * K * (kBV + 8) * 2;
+}
+
+struct RKvStage {
+  float* kt;
+  float* w;
+  float* dui;
+  float* bl;
+};
+template <int K>
+__device__ __forceinline__ RKvStage rstates_kv_stage(unsigned char* base, int s) {
+  RKvStage st;
+  st.kt = reinterpret_cast<float*>(base + s * rstates_kv_stage_bytes<K>());
+  st.w = st.kt + kBT * (K + 4);
+  st.dui = st.w + kBT * (K + 4);
+  st.bl = st.dui + kBT * (kBV + 4);
+  return st;
+}
+
+// KeyVector form of delta_rule_chunk_bwd_kernel_states (one block per V slice, head, sequence;
+// chunks in reverse). Per chunk:
+//   (with dg) sdk[d] = Σ_j dS_{c+1}[d, j] S_c[d, j] over the slice (both fp32)
+//   dS ← Diag(exp(B)) dS + Q̃ᵀ dO
+//   dU  = du_in + K̃ dS_{c+1};   Y = U dS_{c+1}ᵀ (per key dim, this slice's part; hi + lo U)
+//   dS ← dS − Wᵀ dU
+template <int K, int kStages>
+__global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_kv(const Params p) {
+  constexpr int kLdW = K + 4, kLdV = kBV + 8, kLdU = kBV + 4;
+  constexpr int kMT = K / 64;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* sqt = reinterpret_cast<float*>(smem_raw + kStages * rstates_kv_stage_bytes<K>());
+  bf16* sdo = reinterpret_cast<bf16*>(sqt + kBT * kLdW);
+  bf16* sduh = sdo + kBT * kLdV;  // dU split into bf16 hi + lo
+  bf16* sdul = sduh + kBT * kLdV;
+  bf16* shi = sdul + kBT * kLdV;  // dS split into bf16 hi + lo
+  bf16* slo = shi + K * kLdV;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
+  const int64_t v0 = int64_t(blockIdx.x) * kBV, h = blockIdx.y, n = blockIdx.z;
+  const int64_t nsl = p.vd / kBV;
+  const int64_t bos = p.seq[n], eos = p.seq[n + 1];
+  const int64_t nc = (eos - bos + kBT - 1) / kBT;
+  const int dbase = warp * (K / 4);
+  const int64_t state_off = (n * p.h + h) * K * p.vd;
+
+  auto issue_stage = [&](int64_t c) {
+    const RKvStage s = rstates_kv_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
+    const int64_t r0 = bos + c * kBT;
+    const int64_t rl = (eos - r0 < kBT ? eos : r0 + kBT) - 1;
+    load_tile_f32_async<K>(s.kt, p.kt + h * K, r0, eos, p.h * K);
+    load_tile_f32_async<K>(s.w, p.w + h * K, r0, eos, p.h * K);
+    load_tile_f32_async<kBV>(s.dui, p.du_in + h * p.vd + v0, r0, eos, p.h * p.vd);
+    if (tid < K / 4) cp_async16(s.bl + 4 * tid, p.bk + (rl * p.h + h) * K + 4 * tid, true);
+  };
+  auto issue_q = [&](int64_t c) {
+    const int64_t r0 = bos + c * kBT;
+    load_tile_f32_async<K>(sqt, p.qt + h * K, r0, eos, p.h * K);
+    load_tile<kBV, true>(sdo, p.dout + h * p.vd + v0, r0, eos, p.h * p.vd);
+  };
+
+  float acc[kMT][kBV / 8][4];
+#pragma unroll
+  for (int m = 0; m < kMT; ++m)
+#pragma unroll
+    for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int d = dbase + 16 * m + gq + (e >> 1) * 8;
+        const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
+        acc[m][j][e] = p.dht ? p.dht[state_off + d * p.vd + v] : 0.f;
+      }
+
+  if (kStages == 2 && nc > 0) {
+    issue_stage(nc - 1);
+    issue_q(nc - 1);
+    cp_async_commit();
+  }
+  for (int64_t c = nc - 1; c >= 0; --c) {
+    const int64_t r0 = bos + c * kBT;
+    const int64_t chunk = p.chunks[n] + c;
+    if (kStages == 1) {
+      __syncthreads();  // the next chunk's tiles are no longer read
+      issue_stage(c);
+      issue_q(c);
+      cp_async_commit();
+    }
+    // dS_{c+1}: split copy to shared memory; with dg, its fp32 row dots with the fp32 S_c.
+    const int64_t hoff = (chunk * p.h + h) * K * p.vd + v0;
+    float rdot[kMT][2];
+#pragma unroll
+    for (int m = 0; m < kMT; ++m)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int d = dbase + 16 * m + gq + r * 8;
+        float dot = 0.f;
+#pragma unroll
+        for (int j = 0; j < kBV / 8; ++j) {
+          uint32_t hi, lo;
+          split_bf16(acc[m][j][2 * r], acc[m][j][2 * r + 1], hi, lo);
+          const int64_t off = hoff + d * p.vd + 8 * j + 2 * tq;
+          if (p.sdk) {
+            const float2 sv = *reinterpret_cast<const float2*>(p.hs32 + off);
+            dot = fmaf(acc[m][j][2 * r], sv.x, dot);
+            dot = fmaf(acc[m][j][2 * r + 1], sv.y, dot);
+          }
+          *reinterpret_cast<uint32_t*>(shi + d * kLdV + 8 * j + 2 * tq) = hi;
+          *reinterpret_cast<uint32_t*>(slo + d * kLdV + 8 * j + 2 * tq) = lo;
+        }
+        rdot[m][r] = quad_sum(dot);
+      }
+    if (p.sdk && tq == 0) {
+#pragma unroll
+      for (int m = 0; m < kMT; ++m)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+          p.sdk[((chunk * p.h + h) * nsl + blockIdx.x) * K + dbase + 16 * m + gq + 8 * r] =
+              rdot[m][r];
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // chunk c's tiles and dS_{c+1} visible; chunk c + 1's stage is done
+    if (kStages == 2 && c > 0) {
+      issue_stage(c - 1);
+      cp_async_commit();
+    }
+    const RKvStage s = rstates_kv_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
+    // dS ← Diag(exp(B)) dS + Q̃ᵀ dO (dS_{c+1} lives on in its split copy).
+#pragma unroll
+    for (int m = 0; m < kMT; ++m)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float decay = __expf(s.bl[dbase + 16 * m + gq + 8 * r]);
+#pragma unroll
+        for (int j = 0; j < kBV / 8; ++j) {
+          acc[m][j][2 * r] *= decay;
+          acc[m][j][2 * r + 1] *= decay;
+        }
+      }
+    {
+      auto fq = [&](int d, int t) { return sqt[t * kLdW + d]; };
+#pragma unroll
+      for (int kk = 0; kk < kBT / 16; ++kk) {
+        uint32_t bo[kBV / 16][4];
+#pragma unroll
+        for (int jj = 0; jj < kBV / 16; ++jj) load_b(bo[jj], sdo, kLdV, 16 * kk, 16 * jj, lane);
+#pragma unroll
+        for (int m = 0; m < kMT; ++m) {
+          uint32_t aqh[4], aql[4];
+          frag_a_split(aqh, aql, fq, dbase + 16 * m, 16 * kk, gq, tq);
+#pragma unroll
+          for (int jj = 0; jj < kBV / 16; ++jj) {
+            mma_16816(acc[m][2 * jj], aqh, bo[jj][0], bo[jj][1]);
+            mma_16816(acc[m][2 * jj + 1], aqh, bo[jj][2], bo[jj][3]);
+            mma_16816(acc[m][2 * jj], aql, bo[jj][0], bo[jj][1]);
+            mma_16816(acc[m][2 * jj + 1], aql, bo[jj][2], bo[jj][3]);
+          }
+        }
+      }
+    }
+    // dU rows 16 warp..: K̃ dS_{c+1} + du_in (both zero past the end).
+    float ua[kBV / 8][4];
+#pragma unroll
+    for (int j = 0; j < kBV / 8; ++j) ua[j][0] = ua[j][1] = ua[j][2] = ua[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+      uint32_t ah[4], al[4];
+      frag_a_split_f32(ah, al, s.kt, kLdW, 16 * warp, 16 * kk, gq, tq);
+#pragma unroll
+      for (int jj = 0; jj < kBV / 16; ++jj) {
+        uint32_t bh[4], bl[4];
+        load_b(bh, shi, kLdV, 16 * kk, 16 * jj, lane);
+        load_b(bl, slo, kLdV, 16 * kk, 16 * jj, lane);
+        mma_split(ua[2 * jj], ah, al, bh[0], bh[1], bl[0], bl[1]);
+        mma_split(ua[2 * jj + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
+      }
+    }
+    // Y = U dS_{c+1}ᵀ for rows 16 warp.. (this slice's part), U as hi + lo from global.
+    {
+      uint32_t uh[kBV / 16][4], ul[kBV / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kBV / 16; ++kk)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const int64_t row = r0 + 16 * warp + gq + 8 * (q & 1);
+          const int64_t off = (row * p.h + h) * p.vd + v0 + 16 * kk + 2 * tq + 8 * (q >> 1);
+          const bool ok = row < eos;
+          uh[kk][q] = ok ? *reinterpret_cast<const uint32_t*>(p.u + off) : 0u;
+          ul[kk][q] = ok ? *reinterpret_cast<const uint32_t*>(p.ul + off) : 0u;
+        }
+#pragma unroll
+      for (int jn = 0; jn < K / 8; ++jn) {
+        float y[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int kk = 0; kk < kBV / 16; ++kk) {
+          uint32_t bh0, bh1, bl0, bl1;
+          load_bt(bh0, bh1, shi, kLdV, 8 * jn, 16 * kk, gq, tq);
+          load_bt(bl0, bl1, slo, kLdV, 8 * jn, 16 * kk, gq, tq);
+          mma_split(y, uh[kk], ul[kk], bh0, bh1, bl0, bl1);
+        }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int64_t row = r0 + 16 * warp + gq + 8 * r;
+          if (row < eos)
+            *reinterpret_cast<float2*>(p.xk + ((row * p.h + h) * nsl + blockIdx.x) * K + 8 * jn +
+                                       2 * tq) = make_float2(y[2 * r], y[2 * r + 1]);
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float2 val = *reinterpret_cast<const float2*>(
+            s.dui + (16 * warp + gq + 8 * r) * kLdU + 8 * j + 2 * tq);
+        ua[j][2 * r] += val.x;
+        ua[j][2 * r + 1] += val.y;
+      }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int t = 16 * warp + gq + 8 * r;
+      const int64_t row = r0 + t;
+#pragma unroll
+      for (int j = 0; j < kBV / 8; ++j) {
+        uint32_t hi, lo;
+        split_bf16(ua[j][2 * r], ua[j][2 * r + 1], hi, lo);
+        *reinterpret_cast<uint32_t*>(sduh + t * kLdV + 8 * j + 2 * tq) = hi;
+        *reinterpret_cast<uint32_t*>(sdul + t * kLdV + 8 * j + 2 * tq) = lo;
+        if (row < eos) {
+          const int64_t off = (row * p.h + h) * p.vd + v0 + 8 * j + 2 * tq;
+          *reinterpret_cast<uint32_t*>(p.duh + off) = hi;
+          *reinterpret_cast<uint32_t*>(p.dul + off) = lo;
+        }
+      }
+    }
+    __syncthreads();  // dU complete; Q̃, dO and dS_{c+1}'s split copy no longer read
+    if (kStages == 2 && c > 0) {
+      issue_q(c - 1);
+      cp_async_commit();
+    }
+    // dS −= Wᵀ dU.
+    auto fw = [&](int d, int t) { return -s.w[t * kLdW + d]; };
+#pragma unroll
+    for (int kk = 0; kk < kBT / 16; ++kk) {
+      uint32_t buh[kBV / 16][4], bul[kBV / 16][4];
+#pragma unroll
+      for (int jj = 0; jj < kBV / 16; ++jj) {
+        load_b(buh[jj], sduh, kLdV, 16 * kk, 16 * jj, lane);
+        load_b(bul[jj], sdul, kLdV, 16 * kk, 16 * jj, lane);
+      }
+#pragma unroll
+      for (int m = 0; m < kMT; ++m) {
+        uint32_t awh[4], awl[4];
+        frag_a_split(awh, awl, fw, dbase + 16 * m, 16 * kk, gq, tq);
+#pragma unroll
+        for (int jj = 0; jj < kBV / 16; ++jj) {
+          mma_split(acc[m][2 * jj], awh, awl, buh[jj][0], buh[jj][1], bul[jj][0], bul[jj][1]);
+          mma_split(acc[m][2 * jj + 1], awh, awl, buh[jj][2], buh[jj][3], bul[jj][2], bul[jj][3]);
+        }
+      }
+    }
+  }
+
+  if (p.dh0) {
+#pragma unroll
+    for (int m = 0; m < kMT; ++m)
+#pragma unroll
+      for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int d = dbase + 16 * m + gq + (e >> 1) * 8;
+          const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
+          p.dh0[state_off + d * p.vd + v] = acc[m][j][e];
+        }
+  }
+}
+
+template <int K, int V>
+constexpr int grad_kv_region_bytes() {
+  constexpr int a = 2 * kBT * (V + 8) * 2 + kBT * kLdT * 4, b = 8 * kBT * kLdE * 2;
+  return a > b ? a : b;
+}
+template <int K, int V>
+constexpr int grad_kv_smem_bytes() {
+  return 2 * kBT * (K + 8) * 2 + 2 * kBT * (V + 8) * 2 + K * (V + 8) * 2 + kBT * (K + 4) * 4 +
+         grad_kv_region_bytes<K, V>() + 4 * kBT * 4;
+}
+
+// One block per (chunk, head), KeyVector: dq, dk, dv, dβ and the row-side db terms (p.dbk, for
+// the dg kernel); warp w owns rows [16w, 16w + 16), reference row ref = 16w + 7. With
+// dM = scale dO Uᵀ (s <= t), dA = −StrictLower(dRβ Uᵀ), E = diag(β) dA:
+//   dq̂_t = scale e^{b_t} ⊙ S_c dO_t + Σ_{s<t} dM[t, s] k̂_s Γ_ts + dM[t, t] k̂_t
+//   dk̂_r = Σ_{s>r} (E[s, r] k̂_s + dM[s, r] q̂_s) Γ_sr                          (column terms)
+//        + Σ_{s<r} E[r, s] k̂_s Γ_rs − β_r e^{b_r} ⊙ S_c dRβ_r                   (row terms)
+//        + e^{B − b_r} ⊙ Y_r + dM[r, r] q̂_r                                      (X, diagonal)
+//   db_t = q̂_t ⊙ (dq̂_t − diagonal) + k̂_t ⊙ (row terms − column terms)
+// (the X term and the state term of dg are added by the dg kernel; the diagonal terms cancel).
+template <int K, int V>
+__global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(const Params p) {
+  constexpr int kLdK = K + 8, kLdV = V + 8, kLdB = K + 4;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sq = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sk = sq + kBT * kLdK;
+  bf16* sdo = sk + kBT * kLdK;
+  bf16* su = sdo + kBT * kLdV;
+  bf16* ss = su + kBT * kLdV;  // S_c [K][V]
+  float* sbk = reinterpret_cast<float*>(ss + K * kLdV);
+  unsigned char* region = reinterpret_cast<unsigned char*>(sbk + kBT * kLdB);
+  // Region, first use: dU hi + lo and T; second use (after a barrier): the score tiles E, Eᵀ,
+  // dM, dMᵀ (strictly causal parts), each split into bf16 hi + lo.
+  bf16* sdu = reinterpret_cast<bf16*>(region);
+  bf16* sdul = sdu + kBT * kLdV;
+  float* stm = reinterpret_cast<float*>(sdul + kBT * kLdV);
+  bf16* seh = reinterpret_cast<bf16*>(region);
+  bf16* sel = seh + kBT * kLdE;
+  bf16* seth = sel + kBT * kLdE;
+  bf16* setl = seth + kBT * kLdE;
+  bf16* smh = setl + kBT * kLdE;
+  bf16* sml = smh + kBT * kLdE;
+  bf16* smth = sml + kBT * kLdE;
+  bf16* smtl = smth + kBT * kLdE;
+  float* skn = reinterpret_cast<float*>(region + grad_kv_region_bytes<K, V>());
+  float* sqn = skn + kBT;
+  float* sbeta = sqn + kBT;
+  float* sdm = sbeta + kBT;  // dM[t, t]
+
+  const int64_t x = blockIdx.x, h = blockIdx.y;
+  const int64_t n = find_seq(p, x);
+  if (n < 0) return;
+  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
+  const int tid = threadIdx.x;
+  const int64_t nsl = V / kBV;
+  load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
+  load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<V, true>(sdo, p.dout + h * V, r0, r1, p.h * V);
+  load_tile<V, true>(su, p.u + h * V, r0, r1, p.h * V);
+  load_state_async<K, V>(ss, p.hs + (x * p.h + h) * K * V);
+  load_tile_f32_async<K>(sbk, p.bk + h * K, r0, r1, p.h * K);
+  {
+    const float* tsrc = p.tm + (x * p.h + h) * kBT * kBT;
+    for (int idx = tid; idx < kBT * kBT / 4; idx += kThreads) {
+      const int r = idx / (kBT / 4), c = 4 * (idx % (kBT / 4));
+      cp_async16(stm + r * kLdT + c, tsrc + r * kBT + c, true);
+    }
+  }
+  load_tile<V, true>(sdu, p.duh + h * V, r0, r1, p.h * V);
+  load_tile<V, true>(sdul, p.dul + h * V, r0, r1, p.h * V);
+  cp_async_commit();
+  if (tid < kBT) {
+    const bool ok = tid < valid;
+    skn[tid] = ok ? p.kn[(r0 + tid) * p.h + h] : 0.f;
+    sqn[tid] = ok ? p.qn[(r0 + tid) * p.h + h] : 0.f;  // from the dui kernel
+    sbeta[tid] = ok ? p.beta[(r0 + tid) * p.h + h] : 0.f;
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+  fix_gate_kv<K>(sbk, valid);
+  __syncthreads();
+
+  const int lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
+  const int t0 = 16 * warp;
+  const int ra = t0 + gq, rb = ra + 8;  // this thread's two fragment rows
+  const float* gr = sbk + (t0 + 7) * kLdB;
+  const float* glast = sbk + (valid - 1) * kLdB;
+  auto gb = [&](int t, int i) { return sbk[t * kLdB + i]; };
+  auto khat = [&](int t, int i) { return skn[t] * ld_bf16(sk + t * kLdK + i); };
+  auto qhat = [&](int t, int i) { return sqn[t] * ld_bf16(sq + t * kLdK + i); };
+  float dbeta[2] = {0.f, 0.f};
+
+  // ---- dRβ = Tᵀ dU (rows s: Σ_{r >= s} T[r, s] dU_r); dV = β dRβ ----
+  float ar[V / 8][4];
+#pragma unroll
+  for (int j = 0; j < V / 8; ++j) ar[j][0] = ar[j][1] = ar[j][2] = ar[j][3] = 0.f;
+  {
+    auto ft = [&](int s, int r) { return stm[r * kLdT + s]; };
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      if (kk < warp) continue;
+      uint32_t hi[4], lo[4];
+      frag_a_split(hi, lo, ft, t0, 16 * kk, gq, tq);
+#pragma unroll
+      for (int jj = 0; jj < V / 16; ++jj) {
+        uint32_t bh[4], bl[4];
+        load_b(bh, sdu, kLdV, 16 * kk, 16 * jj, lane);
+        load_b(bl, sdul, kLdV, 16 * kk, 16 * jj, lane);
+        mma_split(ar[2 * jj], hi, lo, bh[0], bh[1], bl[0], bl[1]);
+        mma_split(ar[2 * jj + 1], hi, lo, bh[2], bh[3], bl[2], bl[3]);
+      }
+    }
+  }
+  if (p.dv) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int t = t0 + gq + 8 * r;
+      const int64_t row = r0 + t;
+      if (row >= r1) continue;
+      bf16* dst = p.dv + (row * p.h + h) * V;
+#pragma unroll
+      for (int j = 0; j < V / 8; ++j)
+        *reinterpret_cast<uint32_t*>(dst + 8 * j + 2 * tq) =
+            pack_bf16(sbeta[t] * ar[j][2 * r], sbeta[t] * ar[j][2 * r + 1]);
+    }
+  }
+  // dβ from R = V − (K̂ ⊙ e^b) S_c.
+  {
+    float ak[V / 8][4];
+#pragma unroll
+    for (int j = 0; j < V / 8; ++j) ak[j][0] = ak[j][1] = ak[j][2] = ak[j][3] = 0.f;
+    auto fke = [&](int t, int i) { return ld_bf16(sk + t * kLdK + i) * __expf(gb(t, i)); };
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+      uint32_t ah[4], al[4];  // k ⊙ e^b split, so that only S_c is rounded (as with scalar gates)
+      frag_a_split(ah, al, fke, t0, 16 * kk, gq, tq);
+#pragma unroll
+      for (int jj = 0; jj < V / 16; ++jj) {
+        uint32_t bfr[4];
+        load_b(bfr, ss, kLdV, 16 * kk, 16 * jj, lane);
+        mma_16816(ak[2 * jj], ah, bfr[0], bfr[1]);
+        mma_16816(ak[2 * jj + 1], ah, bfr[2], bfr[3]);
+        mma_16816(ak[2 * jj], al, bfr[0], bfr[1]);
+        mma_16816(ak[2 * jj + 1], al, bfr[2], bfr[3]);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int t = t0 + gq + 8 * r;
+      const int64_t row = r0 + t;
+      float xv = 0.f;
+      if (row < r1) {
+        const bf16* vrow = p.v + (row * p.h + h) * V;
+#pragma unroll
+        for (int j = 0; j < V / 8; ++j) {
+          const int col = 8 * j + 2 * tq;
+          xv = fmaf(ar[j][2 * r], ld_bf16(vrow + col) - skn[t] * ak[j][2 * r], xv);
+          xv = fmaf(ar[j][2 * r + 1], ld_bf16(vrow + col + 1) - skn[t] * ak[j][2 * r + 1], xv);
+        }
+      }
+      dbeta[r] += quad_sum(xv);
+    }
+  }
+  __syncthreads();  // every warp is done with T and dU: the region takes the score tiles
+
+  // ---- dA = −StrictLower(dRβ Uᵀ), E = β dA (tiles), dβ += Σ_r dA[s, r] A_kk[s, r] ----
+  {
+    float se_r[8][4], sg[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) se_r[j][e] = sg[j][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < V / 16; ++kk) {
+      uint32_t a[4];
+      c_to_a_n(a, ar, kk);
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if (j < 2 * warp + 2) {
+          uint32_t b0, b1;
+          load_bt(b0, b1, su, kLdV, 8 * j, 16 * kk, gq, tq);
+          mma_16816(se_r[j], a, b0, b1);
+        }
+    }
+    // A_kk (without kn) by the reference row: (k_s e^{b_s − b_ref}) · (k_r e^{b_ref − b_r}).
+    auto fa = [&](int s, int i) { return ld_bf16(sk + s * kLdK + i) * __expf(gb(s, i) - gr[i]); };
+    auto fb = [&](int i, int r) { return ld_bf16(sk + r * kLdK + i) * __expf(gr[i] - gb(r, i)); };
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+      uint32_t ah[4], al[4];
+      frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if (j < 2 * warp + 2) {
+          uint32_t bh0, bh1, bl0, bl1;
+          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fb, 16 * kk, 8 * j, gq, tq);
+          mma_split(sg[j], ah, al, bh0, bh1, bl0, bl1);
+        }
+    }
+    float xb[2] = {0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int s = t0 + gq + (e >> 1) * 8, r = 8 * j + 2 * tq + (e & 1);
+        float ev = 0.f;
+        if (r < s) {
+          const float da = -se_r[j][e];
+          xb[e >> 1] += da * skn[s] * skn[r] * sg[j][e];
+          ev = sbeta[s] * da;
+        }
+        uint32_t hi, lo;
+        split_bf16(ev, 0.f, hi, lo);
+        *reinterpret_cast<uint16_t*>(seh + s * kLdE + r) = uint16_t(hi & 0xffffu);
+        *reinterpret_cast<uint16_t*>(sel + s * kLdE + r) = uint16_t(lo & 0xffffu);
+        *reinterpret_cast<uint16_t*>(seth + r * kLdE + s) = uint16_t(hi & 0xffffu);
+        *reinterpret_cast<uint16_t*>(setl + r * kLdE + s) = uint16_t(lo & 0xffffu);
+      }
+    dbeta[0] += quad_sum(xb[0]);
+    dbeta[1] += quad_sum(xb[1]);
+  }
+  // ---- dM = scale dO Uᵀ (tiles: strictly causal part; the diagonal to sdm) ----
+  {
+    float sc[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < V / 16; ++kk) {
+      uint32_t a[4];
+      load_a(a, sdo, kLdV, t0, 16 * kk, gq, tq);
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if (j < 2 * warp + 2) {
+          uint32_t b0, b1;
+          load_bt(b0, b1, su, kLdV, 8 * j, 16 * kk, gq, tq);
+          mma_16816(sc[j], a, b0, b1);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int t = t0 + gq + (e >> 1) * 8, s = 8 * j + 2 * tq + (e & 1);
+        const float val = s < t ? p.scale * sc[j][e] : 0.f;
+        if (s == t) sdm[t] = p.scale * sc[j][e];
+        uint32_t hi, lo;
+        split_bf16(val, 0.f, hi, lo);
+        *reinterpret_cast<uint16_t*>(smh + t * kLdE + s) = uint16_t(hi & 0xffffu);
+        *reinterpret_cast<uint16_t*>(sml + t * kLdE + s) = uint16_t(lo & 0xffffu);
+        *reinterpret_cast<uint16_t*>(smth + s * kLdE + t) = uint16_t(hi & 0xffffu);
+        *reinterpret_cast<uint16_t*>(smtl + s * kLdE + t) = uint16_t(lo & 0xffffu);
+      }
+  }
+  __syncthreads();  // score tiles and sdm complete; U is no longer read
+  // su takes this warp's rows of −β dRβ (bf16: the R term's A operand), so that dRβ does not stay
+  // in registers through dq̂.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int t = t0 + gq + 8 * r;
+    const float f = -sbeta[t];
+#pragma unroll
+    for (int j = 0; j < V / 8; ++j)
+      *reinterpret_cast<uint32_t*>(su + t * kLdV + 8 * j + 2 * tq) =
+          pack_bf16(f * ar[j][2 * r], f * ar[j][2 * r + 1]);
+  }
+  __syncwarp();
+
+  // ---- dq̂ ----
+  {
+    float aq[K / 8][4];
+#pragma unroll
+    for (int j = 0; j < K / 8; ++j) aq[j][0] = aq[j][1] = aq[j][2] = aq[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < V / 16; ++kk) {
+      uint32_t a[4];
+      load_a(a, sdo, kLdV, t0, 16 * kk, gq, tq);
+#pragma unroll
+      for (int j = 0; j < K / 8; ++j) {
+        uint32_t b0, b1;
+        load_bt(b0, b1, ss, kLdV, 8 * j, 16 * kk, gq, tq);
+        mma_16816(aq[j], a, b0, b1);
+      }
+    }
+    // Intra-chunk part, per 8 key dims: e^{b_t − b_ref} Σ_{s<t} dM[t, s] (k̂_s e^{b_ref − b_s}).
+    auto fks = [&](int s, int i) {
+      return skn[s] * ld_bf16(sk + s * kLdK + i) * __expf(gr[i] - gb(s, i));
+    };
+#pragma unroll
+    for (int j = 0; j < K / 8; ++j) {
+      float tmp[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int kb = 0; kb < 4; ++kb) {
+        if (kb > warp) continue;
+        uint32_t mh[4], ml[4], bh0, bh1, bl0, bl1;
+        load_a(mh, smh, kLdE, t0, 16 * kb, gq, tq);
+        load_a(ml, sml, kLdE, t0, 16 * kb, gq, tq);
+        gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fks, 16 * kb, 8 * j, gq, tq);
+        mma_split(tmp, mh, ml, bh0, bh1, bl0, bl1);
+      }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int t = t0 + gq + (e >> 1) * 8, i = 8 * j + 2 * tq + (e & 1);
+        aq[j][e] = p.scale * __expf(gb(t, i)) * aq[j][e] + __expf(gb(t, i) - gr[i]) * tmp[e];
+      }
+    }
+    // Row-side db (first writer of p.dbk), then the diagonal term.
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int t = t0 + gq + 8 * r;
+      const int64_t row = r0 + t;
+#pragma unroll
+      for (int j = 0; j < K / 8; ++j) {
+        const int col = 8 * j + 2 * tq;
+        if (row < r1)
+          *reinterpret_cast<float2*>(p.dbk + (row * p.h + h) * K + col) =
+              make_float2(qhat(t, col) * aq[j][2 * r], qhat(t, col + 1) * aq[j][2 * r + 1]);
+        aq[j][2 * r] += sdm[t] * khat(t, col);
+        aq[j][2 * r + 1] += sdm[t] * khat(t, col + 1);
+      }
+    }
+    float dot[2];
+    row_dot(dot, aq, qhat, t0, gq, tq);
+    if (p.dq) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int t = t0 + gq + 8 * r;
+        const int64_t row = r0 + t;
+        if (row >= r1) continue;
+        bf16* dst = p.dq + (row * p.h + h) * K;
+#pragma unroll
+        for (int j = 0; j < K / 8; ++j) {
+          const int col = 8 * j + 2 * tq;
+          float a0 = aq[j][2 * r], a1 = aq[j][2 * r + 1];
+          if (p.l2) {
+            a0 = sqn[t] * (a0 - qhat(t, col) * dot[r]);
+            a1 = sqn[t] * (a1 - qhat(t, col + 1) * dot[r]);
+          }
+          *reinterpret_cast<uint32_t*>(dst + col) = pack_bf16(a0, a1);
+        }
+      }
+    }
+  }
+
+  // ---- dk̂, per 8 key dims: column terms (output factor e^{b_ref − b_r}), row terms (e^{b_r −
+  // b_ref}; the R term's e^{b_r} = e^{b_r − b_ref} e^{b_ref}), X and diagonal terms ----
+  float ak[K / 8][4];
+  {
+    auto fkc = [&](int s, int i) {
+      return skn[s] * ld_bf16(sk + s * kLdK + i) * __expf(gb(s, i) - gr[i]);
+    };
+    auto fqc = [&](int s, int i) {
+      return sqn[s] * ld_bf16(sq + s * kLdK + i) * __expf(gb(s, i) - gr[i]);
+    };
+    auto fkr = [&](int s, int i) {
+      return skn[s] * ld_bf16(sk + s * kLdK + i) * __expf(gr[i] - gb(s, i));
+    };
+    auto fsr = [&](int v, int i) { return ld_bf16(ss + i * kLdV + v) * __expf(gr[i]); };
+#pragma unroll
+    for (int j = 0; j < K / 8; ++j) {
+      float tc[4] = {0.f, 0.f, 0.f, 0.f}, tr[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int kb = 0; kb < 4; ++kb) {
+        uint32_t xh[4], xl[4], bh0, bh1, bl0, bl1;
+        if (kb >= warp) {  // columns: Eᵀ K̂ and dMᵀ Q̂ over s in block kb (s > r)
+          load_a(xh, seth, kLdE, t0, 16 * kb, gq, tq);
+          load_a(xl, setl, kLdE, t0, 16 * kb, gq, tq);
+          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fkc, 16 * kb, 8 * j, gq, tq);
+          mma_split(tc, xh, xl, bh0, bh1, bl0, bl1);
+          load_a(xh, smth, kLdE, t0, 16 * kb, gq, tq);
+          load_a(xl, smtl, kLdE, t0, 16 * kb, gq, tq);
+          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fqc, 16 * kb, 8 * j, gq, tq);
+          mma_split(tc, xh, xl, bh0, bh1, bl0, bl1);
+        }
+        if (kb <= warp) {  // rows: E K̂ over s in block kb (s < r)
+          load_a(xh, seh, kLdE, t0, 16 * kb, gq, tq);
+          load_a(xl, sel, kLdE, t0, 16 * kb, gq, tq);
+          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fkr, 16 * kb, 8 * j, gq, tq);
+          mma_split(tr, xh, xl, bh0, bh1, bl0, bl1);
+        }
+      }
+#pragma unroll
+      for (int kk = 0; kk < V / 16; ++kk) {  // R: −β_r dRβ_r S_cᵀ (⊙ e^{b_ref} in the operand)
+        uint32_t a[4], bh0, bh1, bl0, bl1;
+        load_a(a, su, kLdV, t0, 16 * kk, gq, tq);
+        gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fsr, 16 * kk, 8 * j, gq, tq);
+        mma_16816(tr, a, bh0, bh1);
+        mma_16816(tr, a, bl0, bl1);
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int t = t0 + gq + 8 * r;
+        const int64_t row = r0 + t;
+        float dbv[2];
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int i = 8 * j + 2 * tq + c;
+          const float vc = __expf(gr[i] - gb(t, i)) * tc[2 * r + c];
+          const float vr = __expf(gb(t, i) - gr[i]) * tr[2 * r + c];
+          dbv[c] = khat(t, i) * (vr - vc);
+          float y = 0.f;
+          if (row < r1)
+            for (int sl = 0; sl < nsl; ++sl) y += p.xk[((row * p.h + h) * nsl + sl) * K + i];
+          ak[j][2 * r + c] = (vc + vr) + __expf(glast[i] - gb(t, i)) * y + sdm[t] * qhat(t, i);
+        }
+        if (row < r1) {
+          float2* dst = reinterpret_cast<float2*>(p.dbk + (row * p.h + h) * K + 8 * j + 2 * tq);
+          const float2 old = *dst;
+          *dst = make_float2(old.x + dbv[0], old.y + dbv[1]);
+        }
+      }
+    }
+  }
+  float d_now[2];
+  row_dot(d_now, ak, khat, t0, gq, tq);
+  if (p.dk) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int t = t0 + gq + 8 * r;
+      const int64_t row = r0 + t;
+      if (row >= r1) continue;
+      bf16* dst = p.dk + (row * p.h + h) * K;
+#pragma unroll
+      for (int j = 0; j < K / 8; ++j) {
+        const int col = 8 * j + 2 * tq;
+        float a0 = ak[j][2 * r], a1 = ak[j][2 * r + 1];
+        if (p.l2) {
+          a0 = skn[t] * (a0 - khat(t, col) * d_now[r]);
+          a1 = skn[t] * (a1 - khat(t, col + 1) * d_now[r]);
+        }
+        *reinterpret_cast<uint32_t*>(dst + col) = pack_bf16(a0, a1);
+      }
+    }
+  }
+  if (p.dbeta && tq == 0) {
+    if (r0 + ra < r1) p.dbeta[(r0 + ra) * p.h + h] = dbeta[0];
+    if (r0 + rb < r1) p.dbeta[(r0 + rb) * p.h + h] = dbeta[1];
+  }
+}
+
+// One block per (chunk, head), thread i per key dim: dg_r[i] = Σ_{u >= r} db_u[i] (row-side
+// terms of the grad kernel) + Σ_{u < r} K̃_u[i] Y_u[i] (X term) + e^{B[i]} ⟨dS_{c+1}, S_c⟩_i.
+// Fixed-order sums; p.dg holds the exclusive prefix sums between the two passes.
+template <int K>
+__global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_dg_kv(const Params p) {
+  const int64_t x = blockIdx.x, h = blockIdx.y;
+  const int64_t n = find_seq(p, x);
+  if (n < 0 || threadIdx.x >= K) return;
+  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
+  const int i = threadIdx.x;
+  const int64_t nsl = p.vd / kBV;
+  float sd = 0.f;
+  for (int sl = 0; sl < nsl; ++sl) sd += p.sdk[((x * p.h + h) * nsl + sl) * K + i];
+  const float state = __expf(p.bk[((r0 + valid - 1) * p.h + h) * K + i]) * sd;
+  float pre = 0.f;
+  for (int t = 0; t < valid; ++t) {
+    const int64_t off = ((r0 + t) * p.h + h) * K + i;
+    float y = 0.f;
+    for (int sl = 0; sl < nsl; ++sl) y += p.xk[((r0 + t) * p.h + h) * nsl * K + sl * K + i];
+    p.dg[off] = pre;
+    pre += p.kt[off] * y;
+  }
+  float suf = 0.f;
+  for (int t = valid - 1; t >= 0; --t) {
+    const int64_t off = ((r0 + t) * p.h + h) * K + i;
+    suf += p.dbk[off];
+    p.dg[off] = (suf + p.dg[off]) + state;
+  }
+}
+
 template <typename Kern>
 void set_smem(Kern kern, int bytes) {
   SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
@@ -1011,6 +1896,43 @@ void launch_chunk_kernels(const Params& p, cudaStream_t st) {
   }
 }
 
+template <int K, int kStages>
+void launch_rstates_kv(const Params& p, cudaStream_t st) {
+  constexpr int smem = rstates_kv_smem_bytes<K>(kStages);
+  auto kern = delta_rule_chunk_bwd_kernel_states_kv<K, kStages>;
+  set_smem(kern, smem);
+  kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kThreads, smem, st>>>(p);
+  SEQMIX_LAUNCH_CHECK();
+}
+
+// KeyVector: dui, reverse states, grad, dg.
+template <int K, int V>
+void launch_chunk_kernels_kv(const Params& p, cudaStream_t st) {
+  const dim3 grid(unsigned(p.max_chunks), unsigned(p.h));
+  if (p.max_chunks > 0) {
+    constexpr int smem = dui_kv_smem_bytes<K, V>();
+    auto kern = delta_rule_chunk_bwd_kernel_dui_kv<K, V>;
+    set_smem(kern, smem);
+    kern<<<grid, kThreads, smem, st>>>(p);
+    SEQMIX_LAUNCH_CHECK();
+  }
+  if (p.max_stages >= 2 && p.smem_optin >= rstates_kv_smem_bytes<K>(2))
+    launch_rstates_kv<K, 2>(p, st);
+  else
+    launch_rstates_kv<K, 1>(p, st);
+  if (p.max_chunks > 0) {
+    constexpr int smem = grad_kv_smem_bytes<K, V>();
+    auto kern = delta_rule_chunk_bwd_kernel_grad_kv<K, V>;
+    set_smem(kern, smem);
+    kern<<<grid, kThreads, smem, st>>>(p);
+    SEQMIX_LAUNCH_CHECK();
+    if (p.dg) {
+      delta_rule_chunk_bwd_kernel_dg_kv<K><<<grid, kThreads, 0, st>>>(p);
+      SEQMIX_LAUNCH_CHECK();
+    }
+  }
+}
+
 }  // namespace
 
 int chunk_bwd_smem_bytes(int64_t k, int64_t v) {
@@ -1027,13 +1949,38 @@ int chunk_bwd_smem_bytes(int64_t k, int64_t v) {
   return std::max({grad, rstates, chunk_states_smem_bytes(k, 1)});
 }
 
+int chunk_bwd_kv_smem_bytes(int64_t k, int64_t v) {
+  int grad = 0;
+  if (k == 64 && v == 64)
+    grad = grad_kv_smem_bytes<64, 64>();
+  else if (k == 64)
+    grad = grad_kv_smem_bytes<64, 128>();
+  else if (v == 64)
+    grad = grad_kv_smem_bytes<128, 64>();
+  else
+    grad = grad_kv_smem_bytes<128, 128>();
+  const int rstates = k == 64 ? rstates_kv_smem_bytes<64>(1) : rstates_kv_smem_bytes<128>(1);
+  return std::max({grad, rstates, chunk_kv_fwd_smem_bytes(k, v)});
+}
+
 }  // namespace delta_chunk
 
 void delta_rule_chunk_bwd_cuda(const DeltaBwdArgs& a) {
+  const bool kv = a.gate == DeltaGate::KeyVector;
+  // SEQMIX_DELTA_KDA_BWD=recurrent: KeyVector gradients from the recurrent backward instead (to
+  // tell a fault of the chunked KeyVector backward from one of its forward recompute; read once).
+  static const bool kda_recurrent = [] {
+    const char* e = std::getenv("SEQMIX_DELTA_KDA_BWD");
+    return e && std::string(e) == "recurrent";
+  }();
+  if (kv && kda_recurrent) {
+    delta_rule_recurrent_bwd_cuda(a);
+    return;
+  }
   const Device dev = a.q.device();
   cudaStream_t st = cuda::current_stream(dev.index);
-  const bool want_dg = a.gate == DeltaGate::HeadScalar && a.dg.defined();
-  delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, true, want_dg);
+  const bool want_dg = (a.gate == DeltaGate::HeadScalar || kv) && a.dg.defined();
+  delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, true, want_dg, kv);
   delta_chunk::Params p;
   delta_chunk::run_forward_states(a.q, a.k, a.v, a.beta, a.g, a.h0, a.gate, a.scale, a.l2norm_qk,
                                   ws, p, st);
@@ -1046,6 +1993,18 @@ void delta_rule_chunk_bwd_cuda(const DeltaBwdArgs& a) {
   p.dg = want_dg ? a.dg.data<float>() : nullptr;
   p.dh0 = a.dh0.defined() ? a.dh0.data<float>() : nullptr;
   if (p.n == 0 || p.h == 0) return;
+  if (kv) {
+    if (!want_dg) p.sdk = nullptr;
+    if (p.kd == 64 && p.vd == 64)
+      delta_chunk::launch_chunk_kernels_kv<64, 64>(p, st);
+    else if (p.kd == 64)
+      delta_chunk::launch_chunk_kernels_kv<64, 128>(p, st);
+    else if (p.vd == 64)
+      delta_chunk::launch_chunk_kernels_kv<128, 64>(p, st);
+    else
+      delta_chunk::launch_chunk_kernels_kv<128, 128>(p, st);
+    return;
+  }
   if (p.kd == 64 && p.vd == 64)
     delta_chunk::launch_chunk_kernels<64, 64>(p, st);
   else if (p.kd == 64)

@@ -48,7 +48,8 @@ struct Params {
   const bf16* k = nullptr;
   const bf16* v = nullptr;
   const float* beta = nullptr;
-  const float* g = nullptr;  // HeadScalar [rows, H] or null
+  const float* g = nullptr;   // HeadScalar [rows, H] or null
+  const float* gk = nullptr;  // KeyVector [rows, H, K] or null
   const float* h0 = nullptr;
   bf16* o = nullptr;
   float* ht = nullptr;
@@ -81,6 +82,17 @@ struct Params {
   // [rows, H, V / 64] per V slice: U_s · (K̂ ⊙ exp(B − b))_s dS_{c+1}, the X term of db (backward
   // with dg; from the fp32 dS_{c+1} of the reverse state pass and hi + lo U)
   float* xs = nullptr;
+  // KeyVector only: [rows, H, K] chunk-local cumulative log-gate per key dim (rows of a short last
+  // chunk are not stored), and K̃ = K̂ ⊙ exp(B − b) (fp32, split into bf16 hi + lo on use).
+  float* bk = nullptr;
+  float* kt = nullptr;
+  // KeyVector backward: Q̃ = scale Q̂ ⊙ exp(b) [rows, H, K] (dui kernel); per V slice Y_s =
+  // dS_{c+1} U_s [rows, H, V / 64, K] and ⟨dS_{c+1}, S_c⟩ per key row [chunks, H, V / 64, K]
+  // (reverse state pass, fp32); the row-side db terms [rows, H, K] (grad kernel, for dg).
+  float* qt = nullptr;
+  float* xk = nullptr;
+  float* sdk = nullptr;
+  float* dbk = nullptr;
   int64_t n = 0, h = 0, kd = 0, vd = 0;
   int64_t max_chunks = 0;
   int gate = 0;  // DeltaGate as int
@@ -220,13 +232,15 @@ __device__ __forceinline__ void load_rows(float* sb, float* sbeta, const Params&
 }
 
 // Scratch of one call (stream-ordered allocations): index, bc, kn, W, Ũ, U, hs, and with
-// `backward` T, dhs, du_in, du, qn (and with `want_dg` U's lo part, xs, fp32 hs, sdot).
+// `backward` T, dhs, du_in, du, qn (and with `want_dg` U's lo part, xs, fp32 hs, sdot); with
+// `key_vector` also bk, kt (and in the backward qt, xk, sdk, dbk).
 struct Workspace {
   Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens, bool backward,
-            bool want_dg = false);
+            bool want_dg = false, bool key_vector = false);
   void fill(Params& p) const;
   int64_t n = 0, max_chunks = 0;
-  Tensor cu, index, bc, kn, w, ut, u, ul, hs, hs32, tm, dhs, du_in, duh, dul, qn, xs, sdot;
+  Tensor cu, index, bc, kn, w, ut, u, ul, hs, hs32, tm, dhs, du_in, duh, dul, qn, xs, sdot, bk, kt,
+      qt, xk, sdk, dbk;
 };
 
 // Index + prep + forward state pass into `ws` (the forward, and the backward's recompute); fills
@@ -238,6 +252,9 @@ void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const
 // The most dynamic shared memory per block that any kernel of the family needs for (K, V) (the
 // state passes in their single-buffered form; they double-buffer when the device allows it).
 int chunk_bwd_smem_bytes(int64_t k, int64_t v);
+// The same for the KeyVector kernels (forward and backward), and for the forward's alone.
+int chunk_bwd_kv_smem_bytes(int64_t k, int64_t v);
+int chunk_kv_fwd_smem_bytes(int64_t k, int64_t v);
 // Dynamic shared memory of the forward state pass with `stages` tile buffers.
 int chunk_states_smem_bytes(int64_t k, int stages);
 

@@ -8,9 +8,10 @@
 // with S split hi + lo; the next chunk's tiles prefetched by cp.async; every chunk-start state
 // stored in bf16, and in fp32 too for the backward's dg), output (one block per chunk and head,
 // warp w computes rows [16w, 16w + 16)).
-// Scalar gates (None / HeadScalar) only: every decay is a row or column scale exp(b_t − b_s) <= 1
-// applied in fp32, exact for any decay. Per-key-dim gates (KeyVector) are refused by
-// delta_rule_chunk_supports and run on the recurrent kernels.
+// Scalar gates (None / HeadScalar): every decay is a row or column scale exp(b_t − b_s) <= 1
+// applied in fp32, exact for any decay. Per-key-dim gates (KeyVector, KDA) have their own kernels
+// (*_kv: prep, states, output) that apply the decay inside the key sums by a reference row per
+// 16 x 16 block (see the KeyVector section below and README.md).
 // Layouts: see kernels/delta_rule/delta_rule.h. Also the host entry points
 // delta_rule_chunk_supports / delta_rule_chunk_fwd_cuda.
 #include <cuda_runtime.h>
@@ -506,6 +507,501 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o(const 
   }
 }
 
+// ---------------------------------------------------------------- KeyVector (KDA)
+// Per-key-dim gates: b_t ∈ R^K (chunk-local inclusive cumulative log-gate per key dim, rows past
+// the end of a short last chunk repeat the last valid row), Γ[t, s, i] = exp(b_t[i] − b_s[i]).
+// Every product that mixes two time steps of a chunk (A = K̂K̂ᵀ ⊙ Γ here, the scores Q̂K̂ᵀ ⊙ Γ in
+// the output kernel) runs per 16 x 16 block (rows block w, columns block c) with a reference row
+// r: c < w: r = 16c + 15 (the block's last column), so both factors exp(b_t − b_r) (t > r) and
+// exp(b_r − b_s) (s <= r) are <= 1; c == w (diagonal): r = 16w + 7, so every factor spans at
+// most 8 steps (<= exp(8 · max |g|), finite in fp32 / bf16 for log-gates >= −11 per step). The
+// operands k_t ⊙ exp(b_t − b_r), k_s ⊙ exp(b_r − b_s) are split into bf16 hi + lo (three mma,
+// ~16 mantissa bits), so A carries nearly fp32 precision like the scalar-gate path's exact Gram.
+
+// Per-key-dim cumulative log-gate of rows [r0, r0 + 64) into sb[t * ld + d] (rows >= r1 repeat
+// the last valid row). One thread per key dim (K <= kThreads), fixed order.
+template <int K>
+__device__ __forceinline__ void load_gate_kv(float* sb, int ld, const Params& p, int64_t h,
+                                             int64_t r0, int64_t r1) {
+  if (threadIdx.x < K) {
+    const int d = threadIdx.x;
+    float acc = 0.f;
+    for (int t = 0; t < kBT; ++t) {
+      if (r0 + t < r1) acc += p.gk[((r0 + t) * p.h + h) * K + d];
+      sb[t * ld + d] = acc;
+    }
+  }
+}
+
+template <int K, int V>
+constexpr int prep_kv_smem_bytes() {
+  return 3 * kBT * (K + 8) * 2 + kBT * (V + 8) * 2 + 2 * kBT * kLdT * 4 + kBT * (K + 4) * 4 +
+         3 * kBT * 4;
+}
+
+// One block per (chunk, head), KeyVector: bk, kn, kt = K̂ ⊙ exp(B − b), W = T diag(β kn)(K ⊙ e^b)
+// (K ⊙ e^b split into bf16 hi + lo, T diag(β kn) too), Ũ = T diag(β) V (and T).
+template <int K, int V>
+__global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep_kv(const Params p) {
+  constexpr int kLdK = K + 8, kLdV = V + 8, kLdB = K + 4;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sk = reinterpret_cast<bf16*>(smem_raw);
+  bf16* skh = sk + kBT * kLdK;   // K ⊙ e^b, hi
+  bf16* skl = skh + kBT * kLdK;  // and lo
+  bf16* sv = skl + kBT * kLdK;
+  float* sa = reinterpret_cast<float*>(sv + kBT * kLdV);  // A
+  float* stm = sa + kBT * kLdT;                           // T
+  float* sbk = stm + kBT * kLdT;                          // b per key dim [64][kLdB]
+  float* sbeta = sbk + kBT * kLdB;
+  float* skn = sbeta + kBT;
+  float* swc = skn + kBT;  // β kn per row
+
+  const int64_t x = blockIdx.x, h = blockIdx.y;
+  const int64_t n = find_seq(p, x);
+  if (n < 0) return;
+  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
+  const int tid = threadIdx.x;
+  load_tile<K>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<V>(sv, p.v + h * V, r0, r1, p.h * V);
+  if (tid < kBT) {
+    const int64_t r = r0 + tid;
+    sbeta[tid] = r < r1 ? p.beta[r * p.h + h] : 0.f;
+  }
+  load_gate_kv<K>(sbk, kLdB, p, h, r0, r1);
+  __syncthreads();
+  row_norms<K>(skn, sk, valid, p.l2);
+  __syncthreads();
+  if (tid < kBT) {
+    swc[tid] = sbeta[tid] * skn[tid];
+    if (tid < valid) p.kn[(r0 + tid) * p.h + h] = skn[tid];
+  }
+  // bk, kt of the valid rows; K ⊙ e^b split into hi + lo (zero rows past the end: k is zero).
+  for (int idx = tid; idx < kBT * (K / 2); idx += kThreads) {
+    const int t = idx / (K / 2), d = 2 * (idx % (K / 2));
+    const float* bt = sbk + t * kLdB + d;
+    const float k0 = ld_bf16(sk + t * kLdK + d), k1 = ld_bf16(sk + t * kLdK + d + 1);
+    uint32_t hi, lo;
+    split_bf16(k0 * __expf(bt[0]), k1 * __expf(bt[1]), hi, lo);
+    *reinterpret_cast<uint32_t*>(skh + t * kLdK + d) = hi;
+    *reinterpret_cast<uint32_t*>(skl + t * kLdK + d) = lo;
+    if (t < valid) {
+      const float* bl = sbk + (valid - 1) * kLdB + d;
+      const float kn = skn[t];
+      const int64_t off = ((r0 + t) * p.h + h) * K + d;
+      *reinterpret_cast<float2*>(p.bk + off) = make_float2(bt[0], bt[1]);
+      *reinterpret_cast<float2*>(p.kt + off) =
+          make_float2(kn * k0 * __expf(bl[0] - bt[0]), kn * k1 * __expf(bl[1] - bt[1]));
+    }
+  }
+
+  const int lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
+  const int t0 = 16 * warp;
+  {
+    // Σ_i k_t[i] k_s[i] Γ[t, s, i] for rows t0.., columns 0..t0+15, by reference row per block.
+    float sc[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+    for (int cb = 0; cb < 4; ++cb) {
+      if (cb > warp) continue;
+      const float* gr = sbk + (cb < warp ? 16 * cb + 15 : t0 + 7) * kLdB;
+      auto fa = [&](int t, int d) {
+        return ld_bf16(sk + t * kLdK + d) * __expf(sbk[t * kLdB + d] - gr[d]);
+      };
+      auto fb = [&](int d, int s) {
+        return ld_bf16(sk + s * kLdK + d) * __expf(gr[d] - sbk[s * kLdB + d]);
+      };
+#pragma unroll
+      for (int kk = 0; kk < K / 16; ++kk) {
+        uint32_t ah[4], al[4];
+        frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) {
+          uint32_t bh0, bh1, bl0, bl1;
+          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fb, 16 * kk, 16 * cb + 8 * jj, gq, tq);
+          mma_split(sc[2 * cb + jj], ah, al, bh0, bh1, bl0, bl1);
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int t = t0 + gq + (e >> 1) * 8, s = 8 * j + 2 * tq + (e & 1);
+        float val = 0.f;
+        if (s < t) val = sbeta[t] * skn[t] * skn[s] * sc[j][e];
+        sa[t * kLdT + s] = val;
+      }
+  }
+  __syncthreads();
+  invert_unit_lower(sa, stm);
+  if (p.tm) {
+    float* dst = p.tm + (x * p.h + h) * kBT * kBT;
+    for (int idx = tid; idx < kBT * kBT; idx += kThreads)
+      dst[idx] = stm[(idx / kBT) * kLdT + idx % kBT];
+  }
+  // Rows t0.., contraction over the chunk's rows r <= t0 + 15; T's columns scaled by colscale,
+  // T split into hi + lo; the B tile is (xh + xl) (xl null: exact bf16 xh).
+  auto product = [&](const bf16* xh, const bf16* xl, int ldx, auto width, const float* colscale,
+                     auto store) {
+    constexpr int Wd = decltype(width)::value;
+    float acc[Wd / 8][4];
+#pragma unroll
+    for (int j = 0; j < Wd / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+    auto ft = [&](int s, int r) { return stm[s * kLdT + r] * colscale[r]; };
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      if (kk > warp) continue;
+      uint32_t ahi[4], alo[4];
+      frag_a_split(ahi, alo, ft, t0, 16 * kk, gq, tq);
+#pragma unroll
+      for (int jj = 0; jj < Wd / 16; ++jj) {
+        uint32_t bfr[4];
+        load_b(bfr, xh, ldx, 16 * kk, 16 * jj, lane);
+        mma_16816(acc[2 * jj], ahi, bfr[0], bfr[1]);
+        mma_16816(acc[2 * jj + 1], ahi, bfr[2], bfr[3]);
+        mma_16816(acc[2 * jj], alo, bfr[0], bfr[1]);
+        mma_16816(acc[2 * jj + 1], alo, bfr[2], bfr[3]);
+        if (xl) {
+          load_b(bfr, xl, ldx, 16 * kk, 16 * jj, lane);
+          mma_16816(acc[2 * jj], ahi, bfr[0], bfr[1]);
+          mma_16816(acc[2 * jj + 1], ahi, bfr[2], bfr[3]);
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int64_t row = r0 + t0 + gq + 8 * r;
+      if (row >= r1) continue;
+#pragma unroll
+      for (int j = 0; j < Wd / 8; ++j) store(row, 8 * j + 2 * tq, acc[j][2 * r], acc[j][2 * r + 1]);
+    }
+  };
+  product(skh, skl, kLdK, std::integral_constant<int, K>{}, swc,
+          [&](int64_t row, int c, float a, float b) {
+            *reinterpret_cast<float2*>(p.w + (row * p.h + h) * K + c) = make_float2(a, b);
+          });
+  product(sv, static_cast<const bf16*>(nullptr), kLdV, std::integral_constant<int, V>{}, sbeta,
+          [&](int64_t row, int c, float a, float b) {
+            *reinterpret_cast<float2*>(p.ut + (row * p.h + h) * V + c) = make_float2(a, b);
+          });
+}
+
+// Tile buffer of the KeyVector forward state pass: W and K̃ (fp32, split into bf16 hi + lo when
+// used), the block's Ũ columns (fp32), and the chunk's last b per key dim (the state decay).
+template <int K>
+constexpr int states_kv_stage_bytes() {
+  return 2 * kBT * (K + 4) * 4 + kBT * (kBV + 4) * 4 + K * 4;
+}
+template <int K>
+constexpr int states_kv_smem_bytes(int stages) {
+  return stages * states_kv_stage_bytes<K>() + 2 * K * (kBV + 8) * 2 + 2 * kBT * (kBV + 8) * 2;
+}
+
+struct StatesKvStage {
+  float* w;
+  float* kt;
+  float* ut;
+  float* bl;
+};
+template <int K>
+__device__ __forceinline__ StatesKvStage states_kv_stage(unsigned char* base, int s) {
+  StatesKvStage st;
+  st.w = reinterpret_cast<float*>(base + s * states_kv_stage_bytes<K>());
+  st.kt = st.w + kBT * (K + 4);
+  st.ut = st.kt + kBT * (K + 4);
+  st.bl = st.ut + kBT * (kBV + 4);
+  return st;
+}
+
+// KeyVector form of delta_rule_chunk_fwd_kernel_states (same structure, barriers and splits):
+// U = Ũ − W S_c, S_{c+1} = Diag(exp(B)) S_c + K̃ᵀ U with the per-key-dim decay exp(B[d]) <= 1 of
+// state row d and K̃ = K̂ ⊙ exp(B − b) from the prep kernel (every factor <= 1).
+template <int K, int kStages>
+__global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states_kv(const Params p) {
+  constexpr int kLdW = K + 4, kLdV = kBV + 8, kLdU = kBV + 4;
+  constexpr int kMT = K / 64;  // 16-row m-tiles of the state per warp
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* shi = reinterpret_cast<bf16*>(smem_raw + kStages * states_kv_stage_bytes<K>());
+  bf16* slo = shi + K * kLdV;  // S split into bf16 hi + lo
+  bf16* suh = slo + K * kLdV;  // U split into bf16 hi + lo
+  bf16* sul = suh + kBT * kLdV;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
+  const int64_t v0 = int64_t(blockIdx.x) * kBV, h = blockIdx.y, n = blockIdx.z;
+  const int64_t bos = p.seq[n], eos = p.seq[n + 1];
+  const int64_t nc = (eos - bos + kBT - 1) / kBT;
+  const int dbase = warp * (K / 4);
+  const int64_t state_off = (n * p.h + h) * K * p.vd;
+
+  auto issue = [&](int64_t c) {
+    const StatesKvStage s = states_kv_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
+    const int64_t r0 = bos + c * kBT;
+    const int64_t rl = (eos - r0 < kBT ? eos : r0 + kBT) - 1;  // the chunk's last row
+    load_tile_f32_async<K>(s.w, p.w + h * K, r0, eos, p.h * K);
+    load_tile_f32_async<K>(s.kt, p.kt + h * K, r0, eos, p.h * K);
+    load_tile_f32_async<kBV>(s.ut, p.ut + h * p.vd + v0, r0, eos, p.h * p.vd);
+    if (tid < K / 4) cp_async16(s.bl + 4 * tid, p.bk + (rl * p.h + h) * K + 4 * tid, true);
+    cp_async_commit();
+  };
+
+  float acc[kMT][kBV / 8][4];
+#pragma unroll
+  for (int m = 0; m < kMT; ++m)
+#pragma unroll
+    for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int d = dbase + 16 * m + gq + (e >> 1) * 8;
+        const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
+        acc[m][j][e] = p.h0 ? p.h0[state_off + d * p.vd + v] : 0.f;
+      }
+
+  if (kStages == 2 && nc > 0) issue(0);
+  for (int64_t c = 0; c < nc; ++c) {
+    const int64_t r0 = bos + c * kBT;
+    if (kStages == 1) {
+      __syncthreads();  // the previous chunk's tiles are no longer read
+      issue(c);
+    }
+    const int64_t hoff = ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
+#pragma unroll
+    for (int m = 0; m < kMT; ++m)
+#pragma unroll
+      for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int d = dbase + 16 * m + gq + r * 8;
+          uint32_t hi, lo;
+          split_bf16(acc[m][j][2 * r], acc[m][j][2 * r + 1], hi, lo);
+          const int64_t off = hoff + d * p.vd + 8 * j + 2 * tq;
+          *reinterpret_cast<uint32_t*>(p.hs + off) = hi;
+          if (p.hs32)
+            *reinterpret_cast<float2*>(p.hs32 + off) =
+                make_float2(acc[m][j][2 * r], acc[m][j][2 * r + 1]);
+          *reinterpret_cast<uint32_t*>(shi + d * kLdV + 8 * j + 2 * tq) = hi;
+          *reinterpret_cast<uint32_t*>(slo + d * kLdV + 8 * j + 2 * tq) = lo;
+        }
+    cp_async_wait<0>();
+    __syncthreads();  // chunk c's tiles and S_c visible; every read of chunk c − 1 is done
+    if (kStages == 2 && c + 1 < nc) issue(c + 1);  // into the buffer chunk c − 1 used
+    const StatesKvStage s = states_kv_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
+    // U rows 16 warp.. : −(−Ũ + W S) (Ũ and W are zero past the end).
+    float ua[kBV / 8][4];
+#pragma unroll
+    for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float2 val = *reinterpret_cast<const float2*>(s.ut + (16 * warp + gq + 8 * r) * kLdU +
+                                                            8 * j + 2 * tq);
+        ua[j][2 * r] = -val.x;
+        ua[j][2 * r + 1] = -val.y;
+      }
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+      uint32_t ah[4], al[4];
+      frag_a_split_f32(ah, al, s.w, kLdW, 16 * warp, 16 * kk, gq, tq);
+#pragma unroll
+      for (int jj = 0; jj < kBV / 16; ++jj) {
+        uint32_t bh[4], bl[4];
+        load_b(bh, shi, kLdV, 16 * kk, 16 * jj, lane);
+        load_b(bl, slo, kLdV, 16 * kk, 16 * jj, lane);
+        mma_split(ua[2 * jj], ah, al, bh[0], bh[1], bl[0], bl[1]);
+        mma_split(ua[2 * jj + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int t = 16 * warp + gq + 8 * r;
+      const int64_t row = r0 + t;
+#pragma unroll
+      for (int j = 0; j < kBV / 8; ++j) {
+        uint32_t hi, lo;
+        split_bf16(-ua[j][2 * r], -ua[j][2 * r + 1], hi, lo);
+        *reinterpret_cast<uint32_t*>(suh + t * kLdV + 8 * j + 2 * tq) = hi;
+        *reinterpret_cast<uint32_t*>(sul + t * kLdV + 8 * j + 2 * tq) = lo;
+        if (row < eos) {
+          const int64_t off = (row * p.h + h) * p.vd + v0 + 8 * j + 2 * tq;
+          *reinterpret_cast<uint32_t*>(p.u + off) = hi;
+          if (p.ul) *reinterpret_cast<uint32_t*>(p.ul + off) = lo;
+        }
+      }
+    }
+    __syncthreads();  // U complete; S_c's split copy no longer read
+#pragma unroll
+    for (int m = 0; m < kMT; ++m)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float decay = __expf(s.bl[dbase + 16 * m + gq + 8 * r]);  // exp(B[d])
+#pragma unroll
+        for (int j = 0; j < kBV / 8; ++j) {
+          acc[m][j][2 * r] *= decay;
+          acc[m][j][2 * r + 1] *= decay;
+        }
+      }
+      // S += K̃ᵀ U: A[d][t] = K̃[t][d].
+#pragma unroll
+    for (int kk = 0; kk < kBT / 16; ++kk) {
+      uint32_t bh[kBV / 16][4], bl[kBV / 16][4];
+#pragma unroll
+      for (int jj = 0; jj < kBV / 16; ++jj) {
+        load_b(bh[jj], suh, kLdV, 16 * kk, 16 * jj, lane);
+        load_b(bl[jj], sul, kLdV, 16 * kk, 16 * jj, lane);
+      }
+#pragma unroll
+      for (int m = 0; m < kMT; ++m) {
+        uint32_t ah[4], al[4];
+        frag_a_split(
+            ah, al, [&](int d, int t) { return s.kt[t * kLdW + d]; }, dbase + 16 * m, 16 * kk, gq,
+            tq);
+#pragma unroll
+        for (int jj = 0; jj < kBV / 16; ++jj) {
+          mma_split(acc[m][2 * jj], ah, al, bh[jj][0], bh[jj][1], bl[jj][0], bl[jj][1]);
+          mma_split(acc[m][2 * jj + 1], ah, al, bh[jj][2], bh[jj][3], bl[jj][2], bl[jj][3]);
+        }
+      }
+    }
+  }
+
+  if (p.ht) {
+#pragma unroll
+    for (int m = 0; m < kMT; ++m)
+#pragma unroll
+      for (int j = 0; j < kBV / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int d = dbase + 16 * m + gq + (e >> 1) * 8;
+          const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
+          p.ht[state_off + d * p.vd + v] = acc[m][j][e];
+        }
+  }
+}
+
+template <int K, int V>
+constexpr int out_kv_smem_bytes() {
+  return 2 * kBT * (K + 8) * 2 + kBT * (V + 8) * 2 + K * (V + 8) * 2 + kBT * (K + 4) * 4 +
+         2 * kBT * 4;
+}
+
+// One block per (chunk, head), KeyVector: o = scale [(Q̂ ⊙ e^b) S_c + (Q̂K̂ᵀ ⊙ Γ)_{s<=t} U], the
+// scores by reference row per 16 x 16 block (see prep_kv), operands split into bf16 hi + lo.
+template <int K, int V>
+__global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o_kv(const Params p) {
+  constexpr int kLdK = K + 8, kLdV = V + 8, kLdB = K + 4;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sq = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sk = sq + kBT * kLdK;
+  bf16* su = sk + kBT * kLdK;
+  bf16* ss = su + kBT * kLdV;
+  float* sbk = reinterpret_cast<float*>(ss + K * kLdV);
+  float* sqn = sbk + kBT * kLdB;
+  float* skn = sqn + kBT;
+
+  const int64_t x = blockIdx.x, h = blockIdx.y;
+  const int64_t n = find_seq(p, x);
+  if (n < 0) return;
+  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
+  const int tid = threadIdx.x;
+  load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
+  load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<V, true>(su, p.u + h * V, r0, r1, p.h * V);
+  load_state_async<K, V>(ss, p.hs + (x * p.h + h) * K * V);
+  load_tile_f32_async<K>(sbk, p.bk + h * K, r0, r1, p.h * K);
+  cp_async_commit();
+  if (tid < kBT) skn[tid] = tid < valid ? p.kn[(r0 + tid) * p.h + h] : 0.f;
+  cp_async_wait<0>();
+  __syncthreads();
+  // Rows past the end take the last valid row's b, so that every factor formed stays finite.
+  for (int idx = tid; idx < (kBT - valid) * K; idx += kThreads) {
+    const int t = valid + idx / K, d = idx % K;
+    sbk[t * kLdB + d] = sbk[(valid - 1) * kLdB + d];
+  }
+  row_norms<K>(sqn, sq, valid, p.l2);
+  __syncthreads();
+
+  const int lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
+  const int t0 = 16 * warp;
+  float sc[8][4];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+  for (int cb = 0; cb < 4; ++cb) {
+    if (cb > warp) continue;
+    const float* gr = sbk + (cb < warp ? 16 * cb + 15 : t0 + 7) * kLdB;
+    auto fa = [&](int t, int d) {
+      return ld_bf16(sq + t * kLdK + d) * __expf(sbk[t * kLdB + d] - gr[d]);
+    };
+    auto fb = [&](int d, int s) {
+      return ld_bf16(sk + s * kLdK + d) * __expf(gr[d] - sbk[s * kLdB + d]);
+    };
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+      uint32_t ah[4], al[4];
+      frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        uint32_t bh0, bh1, bl0, bl1;
+        gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fb, 16 * kk, 16 * cb + 8 * jj, gq, tq);
+        mma_split(sc[2 * cb + jj], ah, al, bh0, bh1, bl0, bl1);
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int t = t0 + gq + (e >> 1) * 8, s = 8 * j + 2 * tq + (e & 1);
+      float val = 0.f;
+      if (s <= t) val = p.scale * sqn[t] * skn[s] * sc[j][e];
+      sc[j][e] = val;
+    }
+  float acc[V / 8][4];
+#pragma unroll
+  for (int j = 0; j < V / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if (j <= warp) {
+      uint32_t a[4];
+      c_to_a(a, sc, j);
+#pragma unroll
+      for (int jj = 0; jj < V / 16; ++jj) {
+        uint32_t bfr[4];
+        load_b(bfr, su, kLdV, 16 * j, 16 * jj, lane);
+        mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
+        mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
+      }
+    }
+  }
+  // Inter-chunk part: scale qn (q ⊙ e^b) S_c.
+  auto fqi = [&](int t, int d) {
+    return p.scale * sqn[t] * __expf(sbk[t * kLdB + d]) * ld_bf16(sq + t * kLdK + d);
+  };
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    uint32_t a[4];
+    frag_a(a, fqi, t0, 16 * kk, gq, tq);
+#pragma unroll
+    for (int jj = 0; jj < V / 16; ++jj) {
+      uint32_t bfr[4];
+      load_b(bfr, ss, kLdV, 16 * kk, 16 * jj, lane);
+      mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
+      mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t row = r0 + t0 + gq + 8 * r;
+    if (row >= r1) continue;
+    bf16* orow = p.o + (row * p.h + h) * V;
+#pragma unroll
+    for (int j = 0; j < V / 8; ++j)
+      *reinterpret_cast<uint32_t*>(orow + 8 * j + 2 * tq) =
+          pack_bf16(acc[j][2 * r], acc[j][2 * r + 1]);
+  }
+}
+
 template <typename Kern>
 void set_smem(Kern kern, int bytes) {
   SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
@@ -547,6 +1043,41 @@ void launch_out_t(const Params& p, cudaStream_t st) {
   SEQMIX_LAUNCH_CHECK();
 }
 
+template <int K, int V>
+void launch_prep_kv_t(const Params& p, cudaStream_t st) {
+  constexpr int smem = prep_kv_smem_bytes<K, V>();
+  auto kern = delta_rule_chunk_fwd_kernel_prep_kv<K, V>;
+  set_smem(kern, smem);
+  kern<<<dim3(unsigned(p.max_chunks), unsigned(p.h)), kThreads, smem, st>>>(p);
+  SEQMIX_LAUNCH_CHECK();
+}
+
+template <int K, int kStages>
+void launch_states_kv_s(const Params& p, cudaStream_t st) {
+  constexpr int smem = states_kv_smem_bytes<K>(kStages);
+  auto kern = delta_rule_chunk_fwd_kernel_states_kv<K, kStages>;
+  set_smem(kern, smem);
+  kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kThreads, smem, st>>>(p);
+  SEQMIX_LAUNCH_CHECK();
+}
+
+template <int K>
+void launch_states_kv_t(const Params& p, cudaStream_t st) {
+  if (p.max_stages >= 2 && p.smem_optin >= states_kv_smem_bytes<K>(2))
+    launch_states_kv_s<K, 2>(p, st);
+  else
+    launch_states_kv_s<K, 1>(p, st);
+}
+
+template <int K, int V>
+void launch_out_kv_t(const Params& p, cudaStream_t st) {
+  constexpr int smem = out_kv_smem_bytes<K, V>();
+  auto kern = delta_rule_chunk_fwd_kernel_o_kv<K, V>;
+  set_smem(kern, smem);
+  kern<<<dim3(unsigned(p.max_chunks), unsigned(p.h)), kThreads, smem, st>>>(p);
+  SEQMIX_LAUNCH_CHECK();
+}
+
 // Calls f(K, V) as integral constants.
 template <typename F>
 void dispatch_kv(int64_t k, int64_t v, F&& f) {
@@ -574,6 +1105,12 @@ void build_index(const Tensor& cu_seqlens, int64_t b, int64_t t, int64_t n, int6
 
 void launch_prep(const Params& p, cudaStream_t st) {
   if (p.max_chunks == 0 || p.h == 0) return;
+  if (p.gate == int(DeltaGate::KeyVector)) {
+    dispatch_kv(p.kd, p.vd, [&](auto k, auto v) {
+      launch_prep_kv_t<decltype(k)::value, decltype(v)::value>(p, st);
+    });
+    return;
+  }
   dispatch_kv(p.kd, p.vd, [&](auto k, auto v) {
     launch_prep_t<decltype(k)::value, decltype(v)::value>(p, st);
   });
@@ -581,6 +1118,13 @@ void launch_prep(const Params& p, cudaStream_t st) {
 
 void launch_states(const Params& p, cudaStream_t st) {
   if (p.n == 0 || p.h == 0) return;
+  if (p.gate == int(DeltaGate::KeyVector)) {
+    if (p.kd == 64)
+      launch_states_kv_t<64>(p, st);
+    else
+      launch_states_kv_t<128>(p, st);
+    return;
+  }
   if (p.kd == 64)
     launch_states_t<64>(p, st);
   else
@@ -601,17 +1145,14 @@ Support delta_rule_chunk_supports(const DeltaFwdArgs& a) {
   if (a.q.dtype() != DType::BF16 || a.k.dtype() != DType::BF16 || a.v.dtype() != DType::BF16)
     return Support::no(
         "chunked delta-rule kernels take bf16 q, k, v (use the recurrent kernels for f32)");
-  if (a.gate == DeltaGate::KeyVector)
-    return Support::no(
-        "chunked delta-rule kernels take scalar gates only (None, HeadScalar); KeyVector (KDA) "
-        "runs on the recurrent kernels");
   if (a.q.dim() != 4 || a.v.dim() != 4) return Support::yes();  // shapes are validated apart
   const int64_t kd = a.q.size(3), vd = a.v.size(3);
   if (kd != 64 && kd != 128) return Support::no("chunked delta-rule kernels need K in {64, 128}");
   if (vd != 64 && vd != 128) return Support::no("chunked delta-rule kernels need V in {64, 128}");
   if (!a.q.is_contiguous() || !a.k.is_contiguous() || !a.v.is_contiguous())
     return Support::no("chunked delta-rule kernels need contiguous q, k, v");
-  const int smem = delta_chunk::chunk_bwd_smem_bytes(kd, vd);
+  const int smem = a.gate == DeltaGate::KeyVector ? delta_chunk::chunk_bwd_kv_smem_bytes(kd, vd)
+                                                  : delta_chunk::chunk_bwd_smem_bytes(kd, vd);
   const int optin = cuda::props(a.q.device().index).max_smem_per_block_optin;
   if (optin < smem)
     return Support::no("chunked delta-rule backward needs " + std::to_string(smem) +
@@ -623,6 +1164,8 @@ Support delta_rule_chunk_supports(const DeltaFwdArgs& a) {
     return Support::no("chunked delta-rule kernels need an f32 beta");
   if (a.g.defined() && a.g.dtype() != DType::F32)
     return Support::no("chunked delta-rule kernels need an f32 log-gate g");
+  if (a.gate == DeltaGate::KeyVector && a.g.defined() && (!a.g.is_contiguous() || !aligned16(a.g)))
+    return Support::no("chunked delta-rule kernels need a contiguous, 16-byte aligned g");
   if (a.o.defined() && a.o.dtype() != DType::BF16)
     return Support::no("chunked delta-rule kernels write a bf16 o");
   return Support::yes();
@@ -632,7 +1175,7 @@ namespace delta_chunk {
 
 // Scratch of one call: index, bc, kn, W, Ũ, U, hs (and T, du_in, du, dhs, qn in the backward).
 Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens, bool backward,
-                     bool want_dg) {
+                     bool want_dg, bool key_vector) {
   const int64_t b = q.size(0), t = q.size(1), h = q.size(2), kd = q.size(3), vd = v.size(3);
   n = cu_seqlens.defined() ? cu_seqlens.numel() - 1 : b;
   const Device dev = q.device();
@@ -646,6 +1189,16 @@ Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens,
   ut = Tensor::empty({rows, h, vd}, DType::F32, dev);
   u = Tensor::empty({rows, h, vd}, DType::BF16, dev);
   hs = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::BF16, dev);
+  if (key_vector) {
+    bk = Tensor::empty({rows, h, kd}, DType::F32, dev);
+    kt = Tensor::empty({rows, h, kd}, DType::F32, dev);
+    if (backward) {
+      qt = Tensor::empty({rows, h, kd}, DType::F32, dev);
+      xk = Tensor::empty({rows, h, vd / kBV, kd}, DType::F32, dev);
+      sdk = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, vd / kBV, kd}, DType::F32, dev);
+      dbk = Tensor::empty({rows, h, kd}, DType::F32, dev);
+    }
+  }
   if (backward) {
     tm = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kBT, kBT}, DType::F32, dev);
     dhs = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::BF16, dev);
@@ -653,8 +1206,8 @@ Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens,
     duh = Tensor::empty({rows, h, vd}, DType::BF16, dev);
     dul = Tensor::empty({rows, h, vd}, DType::BF16, dev);
     qn = Tensor::empty({rows, h}, DType::F32, dev);
+    if (want_dg || key_vector) ul = Tensor::empty({rows, h, vd}, DType::BF16, dev);
     if (want_dg) {
-      ul = Tensor::empty({rows, h, vd}, DType::BF16, dev);
       xs = Tensor::empty({rows, h, vd / kBV}, DType::F32, dev);
       hs32 = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::F32, dev);
       sdot = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, vd / kBV}, DType::F32, dev);
@@ -684,6 +1237,22 @@ void Workspace::fill(Params& p) const {
   if (qn.defined()) p.qn = qn.data<float>();
   if (ul.defined()) p.ul = ul.data<bf16>();
   if (xs.defined()) p.xs = xs.data<float>();
+  if (bk.defined()) p.bk = bk.data<float>();
+  if (kt.defined()) p.kt = kt.data<float>();
+  if (qt.defined()) p.qt = qt.data<float>();
+  if (xk.defined()) p.xk = xk.data<float>();
+  if (sdk.defined()) p.sdk = sdk.data<float>();
+  if (dbk.defined()) p.dbk = dbk.data<float>();
+}
+
+int chunk_kv_fwd_smem_bytes(int64_t k, int64_t v) {
+  int prep = 0, out = 0;
+  dispatch_kv(k, v, [&](auto kc, auto vc) {
+    prep = prep_kv_smem_bytes<decltype(kc)::value, decltype(vc)::value>();
+    out = out_kv_smem_bytes<decltype(kc)::value, decltype(vc)::value>();
+  });
+  const int states = k == 64 ? states_kv_smem_bytes<64>(1) : states_kv_smem_bytes<128>(1);
+  return std::max({prep, out, states});
 }
 
 int chunk_states_smem_bytes(int64_t k, int stages) {
@@ -699,6 +1268,7 @@ void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const
   p.v = v.data<bf16>();
   p.beta = beta.data<float>();
   p.g = gate == DeltaGate::HeadScalar ? g.data<float>() : nullptr;
+  p.gk = gate == DeltaGate::KeyVector ? g.data<float>() : nullptr;
   p.h0 = h0.defined() ? h0.data<float>() : nullptr;
   p.h = q.size(2);
   p.kd = q.size(3);
@@ -726,7 +1296,7 @@ void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const
 void delta_rule_chunk_fwd_cuda(const DeltaFwdArgs& a) {
   const Device dev = a.q.device();
   cudaStream_t st = cuda::current_stream(dev.index);
-  delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, false);
+  delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, false, false, a.gate == DeltaGate::KeyVector);
   delta_chunk::Params p;
   p.o = a.o.defined() ? a.o.data<bf16>() : nullptr;
   p.ht = a.ht.defined() ? a.ht.data<float>() : nullptr;
@@ -734,7 +1304,10 @@ void delta_rule_chunk_fwd_cuda(const DeltaFwdArgs& a) {
                                   ws, p, st);
   if (p.max_chunks > 0 && p.o && p.h > 0) {
     delta_chunk::dispatch_kv(p.kd, p.vd, [&](auto k, auto v) {
-      delta_chunk::launch_out_t<decltype(k)::value, decltype(v)::value>(p, st);
+      if (a.gate == DeltaGate::KeyVector)
+        delta_chunk::launch_out_kv_t<decltype(k)::value, decltype(v)::value>(p, st);
+      else
+        delta_chunk::launch_out_t<decltype(k)::value, decltype(v)::value>(p, st);
     });
   }
 }

@@ -3,8 +3,9 @@
 //  - recurrent kernels: every gate mode, T in {1, 63, 64, 65, 1000, 4096}, (K, V) in {64, 128}²
 //    (and odd sizes up to 256), bf16 (< 5e-3) and f32 inputs, β in (0, 1) without and (0, 2)
 //    with l2norm_qk (and the other two combinations at short T), h0 / dht given or not;
-//  - chunked kernels (bf16, K, V in {64, 128}, scalar gates: KeyVector is refused and checked as
-//    a refusal): the same grid, strong decays, and chunked vs recurrent at T = 8192;
+//  - chunked kernels (bf16, K, V in {64, 128}, every gate mode; KeyVector with log-gates in
+//    [−1, 0] on the grid and down to −5 in the strong-decay cases): the same grid, strong decays,
+//    and chunked vs recurrent at T = 8192;
 //  - packed batches (cu_seqlens with an empty sequence) equal a per-sequence loop (bitwise), state
 //    passing (one call over [0, T) equals two calls with the state and its gradient carried),
 //    bitwise determinism, the refusals of the *_supports functions.
@@ -97,12 +98,6 @@ Tensor on(const Tensor& t, Device dev, DType dt) {
 
 enum class Impl { Ref, Recurrent, Chunked };
 
-// The chunked kernels take scalar gates only (KeyVector runs on the recurrent kernels; the
-// refusal is tested in DeltaRuleChunkGpu.RefusesUnsupportedInputs).
-bool skipped(Impl impl, DeltaGate gate) {
-  return impl == Impl::Chunked && gate == DeltaGate::KeyVector;
-}
-
 // Forward + backward with `impl` (Ref: CPU fp64; otherwise CUDA with inputs in c.dtype).
 Result run(const Case& c, const Inputs& x, Impl impl) {
   const Device dev = impl == Impl::Ref ? Device::cpu() : kGpu;
@@ -191,7 +186,6 @@ void compare_all(const Result& got, const Result& ref, double tol, Worst* worst)
 }
 
 void check_case(const Case& c, Impl impl, Worst* worst) {
-  if (skipped(impl, c.gate)) return;
   SCOPED_TRACE(c.str());
   const Inputs x = draw(c);
   const Result ref = run(c, x, Impl::Ref);
@@ -293,7 +287,6 @@ TEST(DeltaRuleRecurrentGpu, OddShapesAndOptions) {
 void check_packed(Impl impl, DType dt, int64_t k, int64_t v) {
   const std::vector<int64_t> cu{0, 1, 64, 64, 131, 1131, 1200};
   for (DeltaGate gate : kGates) {
-    if (skipped(impl, gate)) continue;
     Case c{dt, gate, 1, cu.back(), 2, k, v};
     c.cu = cu;
     c.l2 = gate != DeltaGate::HeadScalar;
@@ -350,7 +343,6 @@ TEST(DeltaRuleRecurrentGpu, PackedSequences) {
 // Two runs are bitwise equal.
 void check_deterministic(Impl impl) {
   for (DeltaGate gate : kGates) {
-    if (skipped(impl, gate)) continue;
     Case c{DType::BF16, gate, 2, 700, 4, 128, 128};
     c.l2 = true;
     SCOPED_TRACE(c.str());
@@ -374,7 +366,6 @@ TEST(DeltaRuleRecurrentGpu, BitwiseDeterministic) {
 // backward (the second part's dh0 is the first part's dht).
 void check_state_passing(Impl impl, double tol) {
   for (DeltaGate gate : kGates) {
-    if (skipped(impl, gate)) continue;
     Case c{DType::BF16, gate, 2, 300, 2, 64, 128};
     c.l2 = true;
     SCOPED_TRACE(c.str());
@@ -469,7 +460,6 @@ TEST(DeltaRuleChunkGpu, MatchesRecurrentOnLongSequences) {
   Worst worst;
   for (DeltaGate gate : kGates)
     for (int64_t d : {64, 128}) {
-      if (skipped(Impl::Chunked, gate)) continue;
       Case c{DType::BF16, gate, 2, 8192, 4, d, d};
       c.l2 = true;
       c.beta_hi = gate == DeltaGate::None ? 2.0 : 1.0;
@@ -491,6 +481,15 @@ TEST(DeltaRuleChunkGpu, StrongDecaysAndNoStates) {
   for (DeltaGate gate : {DeltaGate::HeadScalar, DeltaGate::KeyVector}) {
     Case c{DType::BF16, gate, 1, 300, 2, 64, 128};
     c.g_lo = -5.0;
+    check_case(c, Impl::Chunked, &worst);
+  }
+  {
+    // Per-key-dim decays down to −5 at K = V = 128: the reference-row exponents of the
+    // intra-chunk products reach 8 steps (e^±40) on both sides of the diagonal blocks.
+    Case c{DType::BF16, DeltaGate::KeyVector, 2, 200, 2, 128, 128};
+    c.g_lo = -5.0;
+    c.l2 = true;
+    c.beta_hi = 2.0;
     check_case(c, Impl::Chunked, &worst);
   }
   for (DeltaGate gate : kGates) {
@@ -548,5 +547,8 @@ TEST(DeltaRuleChunkGpu, RefusesUnsupportedInputs) {
   f.g = Tensor::zeros({1, 64, 2, 64}, DType::F32, kGpu);
   f.gate = DeltaGate::KeyVector;
   f.o = f.v.empty_like();
-  EXPECT_FALSE(delta_rule_chunk_supports(f).ok) << "KeyVector";
+  const Support kv = delta_rule_chunk_supports(f);
+  EXPECT_TRUE(kv.ok) << "KeyVector: " << kv.why;
+  f.g = Tensor::zeros({1, 64, 2, 64}, DType::F64, kGpu);
+  EXPECT_FALSE(delta_rule_chunk_supports(f).ok) << "KeyVector with an f64 g";
 }
