@@ -6,7 +6,9 @@
 //   (see delta_rule.h and README.md)
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "autograd/function.h"
@@ -116,17 +118,34 @@ DeltaFwdArgs as_fwd(const DeltaBwdArgs& a) {
 
 // The CUDA algorithm for this request (raises Unsupported with the reason when none fits).
 // Whether Auto prefers the chunked kernels for long sequences (see choose_cuda_algo).
-constexpr bool kAutoPicksChunked = false;
+constexpr bool kAutoPicksChunked = true;
+
+#if SEQMIX_WITH_CUDA
+// SEQMIX_DELTA_ALGO=recurrent|chunked overrides what Auto prefers (to isolate a kernel when
+// hunting a bug); a path that cannot take the request is still never picked silently.
+DeltaAlgo auto_override() {
+  static const DeltaAlgo v = [] {
+    const char* e = std::getenv("SEQMIX_DELTA_ALGO");
+    if (e == nullptr || *e == '\0' || std::string_view(e) == "auto") return DeltaAlgo::Auto;
+    if (std::string_view(e) == "recurrent") return DeltaAlgo::Recurrent;
+    if (std::string_view(e) == "chunked") return DeltaAlgo::Chunked;
+    SEQMIX_THROW(Value, "SEQMIX_DELTA_ALGO={}: expected auto, recurrent or chunked", e);
+  }();
+  return v;
+}
+#endif
 
 DeltaAlgo choose_cuda_algo(const DeltaFwdArgs& a, const Dims& d) {
   const Support s = delta_rule_supports(a);
   SEQMIX_CHECK_KIND(Unsupported, s.ok, "{}: {}", kOp, s.why);
   if (a.algo != DeltaAlgo::Auto) return a.algo;
 #if SEQMIX_WITH_CUDA
-  // The chunked kernels' current revision has not yet passed the GPU suite (README "Status"):
-  // until it does, Auto uses them only when the recurrent kernels cannot take the request, and
-  // they run on explicit request (DeltaAlgo::Chunked: tests, `seqmix bench kernel --algo`).
+  // Auto: the chunked kernels for long sequences (mean length >= kChunkedMinLen) when they take
+  // the request, else the recurrent ones; SEQMIX_DELTA_ALGO moves the preference.
+  const DeltaAlgo pref = auto_override();
   const bool long_seqs = d.n > 0 && d.t / d.n >= kChunkedMinLen;
+  if (pref == DeltaAlgo::Recurrent && delta_rule_recurrent_supports(a)) return DeltaAlgo::Recurrent;
+  if (pref == DeltaAlgo::Chunked && delta_rule_chunk_supports(a)) return DeltaAlgo::Chunked;
   if (kAutoPicksChunked && delta_rule_chunk_supports(a) &&
       (long_seqs || !delta_rule_recurrent_supports(a)))
     return DeltaAlgo::Chunked;
