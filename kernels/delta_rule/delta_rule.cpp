@@ -146,7 +146,11 @@ DeltaAlgo choose_cuda_algo(const DeltaFwdArgs& a, const Dims& d) {
   const bool long_seqs = d.n > 0 && d.t / d.n >= kChunkedMinLen;
   if (pref == DeltaAlgo::Recurrent && delta_rule_recurrent_supports(a)) return DeltaAlgo::Recurrent;
   if (pref == DeltaAlgo::Chunked && delta_rule_chunk_supports(a)) return DeltaAlgo::Chunked;
-  if (kAutoPicksChunked && delta_rule_chunk_supports(a) &&
+  // KeyVector (KDA) stays on the recurrent kernels under Auto: the chunked KeyVector kernels
+  // overflow when 8 consecutive log-gates sum below about -80 (README "KeyVector (KDA) chunked
+  // kernels"), and KDA's gate -A·softplus(.) with A up to 16 reaches that at initialisation.
+  const bool auto_ok = a.gate != DeltaGate::KeyVector;
+  if (kAutoPicksChunked && auto_ok && delta_rule_chunk_supports(a) &&
       (long_seqs || !delta_rule_recurrent_supports(a)))
     return DeltaAlgo::Chunked;
   if (delta_rule_chunk_supports(a) && !delta_rule_recurrent_supports(a)) return DeltaAlgo::Chunked;

@@ -19,6 +19,7 @@
 // gates apply exp(b_t - b_s) (<= 1) to the scores after the product: exact for any decay.
 // Layouts: see kernels/gla/gla.h. Also the host entry points gla_chunk_supports / _fwd_cuda.
 #include <cuda_runtime.h>
+#include <cstdlib>
 
 #include <algorithm>
 #include <string>
@@ -492,9 +493,19 @@ void launch_states_t(const Params& p, cudaStream_t st) {
   SEQMIX_LAUNCH_CHECK();
 }
 
+// SEQMIX_GLA_STATE_SLICES=1 keeps the state passes at one 64-wide V slice per block also where
+// two fit (a measurement knob, read once; default: two slices when V is a multiple of 128).
+bool one_slice_forced() {
+  static const bool v = [] {
+    const char* e = std::getenv("SEQMIX_GLA_STATE_SLICES");
+    return e != nullptr && e[0] == '1' && e[1] == '\0';
+  }();
+  return v;
+}
+
 template <int K, bool KV>
 void launch_states_k(const Params& p, bool reverse, cudaStream_t st) {
-  if (p.vd % (2 * kBV) == 0)  // V = 128, 256: two V slices per block
+  if (p.vd % (2 * kBV) == 0 && !one_slice_forced())  // V = 128, 256: two V slices per block
     reverse ? launch_states_t<K, KV, true, 2>(p, st) : launch_states_t<K, KV, false, 2>(p, st);
   else
     reverse ? launch_states_t<K, KV, true, 1>(p, st) : launch_states_t<K, KV, false, 1>(p, st);
