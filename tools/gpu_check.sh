@@ -54,7 +54,8 @@ if [[ "${SEQMIX_SKIP_BENCH:-0}" != 1 ]]; then
                  "--batch 2 --seq-len 16384 --heads 8 --head-dim 128"; do
       for m in linear_attn retention mamba2 gla hgrn2; do $bin bench kernel $m $shape; done
       for m in deltanet gated_deltanet; do $bin bench kernel $m --algo chunked $shape; done
-      $bin bench kernel kda $shape
+      $bin bench kernel kda --algo chunked $shape
+      $bin bench kernel kda --algo recurrent $shape
     done
   } > "$out/bench.log" 2>&1
 fi

@@ -493,19 +493,32 @@ void launch_states_t(const Params& p, cudaStream_t st) {
   SEQMIX_LAUNCH_CHECK();
 }
 
-// SEQMIX_GLA_STATE_SLICES=1 keeps the state passes at one 64-wide V slice per block also where
-// two fit (a measurement knob, read once; default: two slices when V is a multiple of 128).
-bool one_slice_forced() {
-  static const bool v = [] {
+// V slices per state-pass block. Two (V = 128, 256) share the gate / k / q tiles but halve the
+// number of blocks, and with few (sequence, head) pairs the sequential pass then runs on fewer
+// SMs. Measured on an H100 (docs/benchmarks.md), fwd+bwd: (4, 4096, 16, 128), 128 blocks with
+// two slices: retention 1.278 ms with two, 1.330 with one; (2, 16384, 8, 128), 32 blocks with
+// two: 2.703 with two, 2.234 with one. So two slices only when their grid covers at least half
+// the SMs. SEQMIX_GLA_STATE_SLICES=1 or 2 forces the choice (measurement knob, read once).
+int forced_slices() {
+  static const int v = [] {
     const char* e = std::getenv("SEQMIX_GLA_STATE_SLICES");
-    return e != nullptr && e[0] == '1' && e[1] == '\0';
+    if (e == nullptr || e[0] == '\0' || e[1] != '\0') return 0;
+    return e[0] == '1' ? 1 : e[0] == '2' ? 2 : 0;
   }();
   return v;
 }
 
+template <int K>
+bool two_slices(const Params& p) {
+  if (p.vd % (2 * kBV) != 0) return false;
+  if (forced_slices() != 0) return forced_slices() == 2;
+  const int64_t blocks = p.vd / (2 * kBV) * ((K + kBK - 1) / kBK) * p.h * p.n;
+  return 2 * blocks >= cuda::props(cuda::current_device()).sm_count;
+}
+
 template <int K, bool KV>
 void launch_states_k(const Params& p, bool reverse, cudaStream_t st) {
-  if (p.vd % (2 * kBV) == 0 && !one_slice_forced())  // V = 128, 256: two V slices per block
+  if (two_slices<K>(p))  // V = 128, 256 and enough blocks: two V slices per block
     reverse ? launch_states_t<K, KV, true, 2>(p, st) : launch_states_t<K, KV, false, 2>(p, st);
   else
     reverse ? launch_states_t<K, KV, true, 1>(p, st) : launch_states_t<K, KV, false, 1>(p, st);
