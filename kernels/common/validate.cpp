@@ -1,6 +1,8 @@
 // Argument validation shared by the fused-op dispatchers.
 #include "kernels/common/validate.h"
 
+#include <cmath>
+#include <utility>
 #include <vector>
 
 #include "core/check.h"
@@ -35,6 +37,41 @@ int64_t check_cu_seqlens(const char* op, const Tensor& cu, Device dev, int64_t b
                  c[i - 1], c[i]);
   SEQMIX_CHECK(c.back() == t, "{}: 'cu_seqlens' must end at T = {}, got {}", op, t, c.back());
   return int64_t(c.size()) - 1;
+}
+
+QkvDims check_qkv(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                  const Tensor& cu, double scale) {
+  SEQMIX_CHECK(q.defined() && k.defined() && v.defined(), "{}: q, k and v are required", op);
+  QkvDims d;
+  d.dev = ops::common_device(op, {{"q", &q}, {"k", &k}, {"v", &v}});
+  SEQMIX_CHECK(q.dim() == 4, "{}: 'q' must be 4-d [B, T, H, K], got {}", op, q.shape_str());
+  SEQMIX_CHECK(v.dim() == 4, "{}: 'v' must be 4-d [B, T, H, V], got {}", op, v.shape_str());
+  const DType dt = q.dtype();
+  SEQMIX_CHECK(dt == DType::BF16 || dt == DType::F32 || dt == DType::F64,
+               "{}: 'q' must be bf16, f32 or f64, got {}", op, dtype_name(dt));
+  ops::check_dtype(op, "k", k, dt);
+  ops::check_dtype(op, "v", v, dt);
+  for (const auto& [name, x] : {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"v", &v}})
+    SEQMIX_CHECK(x->is_contiguous(), "{}: '{}' must be contiguous", op, name);
+  d.b = q.size(0);
+  d.t = q.size(1);
+  d.h = q.size(2);
+  d.k = q.size(3);
+  d.v = v.size(3);
+  SEQMIX_CHECK(d.h > 0 && d.k > 0, "{}: 'q' needs at least one head and K > 0, got {}", op,
+               q.shape_str());
+  ops::check_shape(op, "k", k, q.shape());
+  SEQMIX_CHECK(v.size(0) == d.b && v.size(1) == d.t && v.size(2) == d.h && d.v > 0,
+               "{}: 'v' must be [B={}, T={}, H={}, V>0] like q {}, got {}", op, d.b, d.t, d.h,
+               q.shape_str(), v.shape_str());
+  SEQMIX_CHECK(std::isfinite(scale) && scale >= 0,
+               "{}: scale must be finite and >= 0 (0 = 1/sqrt(K)), got {}", op, scale);
+  d.n = cu.defined() ? check_cu_seqlens(op, cu, d.dev, d.b, d.t, "q") : d.b;
+  return d;
+}
+
+DType linear_rnn_state_dtype(DType x) {
+  return x == DType::F64 ? DType::F64 : DType::F32;
 }
 
 }  // namespace seqmix

@@ -21,7 +21,7 @@ constexpr const char* kOp = "gla";
 constexpr int64_t kChunkedMinLen = 64;
 
 DType state_dtype(DType x) {
-  return x == DType::F64 ? DType::F64 : DType::F32;
+  return linear_rnn_state_dtype(x);
 }
 
 bool gated(GlaGate g) {
@@ -34,46 +34,17 @@ void check_like(const char* name, const Tensor& t, const Shape& shape, DType dty
   check_optional_like(kOp, name, t, shape, dtype, dev, "q");
 }
 
-struct Dims {
-  Device dev;
-  int64_t b = 0, t = 0, h = 0, k = 0, v = 0, n = 0;
+struct Dims : QkvDims {
   Shape g_shape;  // expected shape of g (empty for None)
-  Shape state() const { return {n, h, k, v}; }
 };
 
 // Everything about the inputs shared by forward and backward. Reads cu_seqlens on the host.
 Dims validate_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                      const Tensor& h0, const Tensor& cu, GlaGate gate, double scale) {
-  SEQMIX_CHECK(q.defined() && k.defined() && v.defined(), "{}: q, k and v are required", kOp);
   Dims d;
-  d.dev = ops::common_device(kOp, {{"q", &q}, {"k", &k}, {"v", &v}});
-  SEQMIX_CHECK(q.dim() == 4, "{}: 'q' must be 4-d [B, T, H, K], got {}", kOp, q.shape_str());
-  SEQMIX_CHECK(v.dim() == 4, "{}: 'v' must be 4-d [B, T, H, V], got {}", kOp, v.shape_str());
-  const DType dt = q.dtype();
-  SEQMIX_CHECK(dt == DType::BF16 || dt == DType::F32 || dt == DType::F64,
-               "{}: 'q' must be bf16, f32 or f64, got {}", kOp, dtype_name(dt));
-  ops::check_dtype(kOp, "k", k, dt);
-  ops::check_dtype(kOp, "v", v, dt);
-  for (const auto& [name, x] : {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"v", &v}})
-    SEQMIX_CHECK(x->is_contiguous(), "{}: '{}' must be contiguous", kOp, name);
-  d.b = q.size(0);
-  d.t = q.size(1);
-  d.h = q.size(2);
-  d.k = q.size(3);
-  d.v = v.size(3);
-  SEQMIX_CHECK(d.h > 0 && d.k > 0, "{}: 'q' needs at least one head and K > 0, got {}", kOp,
-               q.shape_str());
-  ops::check_shape(kOp, "k", k, q.shape());
-  SEQMIX_CHECK(v.size(0) == d.b && v.size(1) == d.t && v.size(2) == d.h && d.v > 0,
-               "{}: 'v' must be [B={}, T={}, H={}, V>0] like q {}, got {}", kOp, d.b, d.t, d.h,
-               q.shape_str(), v.shape_str());
-  SEQMIX_CHECK(std::isfinite(scale) && scale >= 0,
-               "{}: scale must be finite and >= 0 (0 = 1/sqrt(K)), got {}", kOp, scale);
-  // Packed sequences.
-  d.n = d.b;
-  if (cu.defined()) d.n = check_cu_seqlens(kOp, cu, d.dev, d.b, d.t, "q");
+  static_cast<QkvDims&>(d) = check_qkv(kOp, q, k, v, cu, scale);
   // Gates.
-  const DType sd = state_dtype(dt);
+  const DType sd = state_dtype(q.dtype());
   switch (gate) {
     case GlaGate::None:
       SEQMIX_CHECK(!g.defined(), "{}: 'g' must be undefined for gate None, got {}", kOp,
@@ -191,23 +162,7 @@ double gla_scale(double scale, int64_t k) {
 }
 
 Support gla_supports(const GlaFwdArgs& a) {
-  const DType t = a.q.dtype();
-  if (t != DType::BF16 && t != DType::F32 && t != DType::F64)
-    return Support::no(std::string("q must be bf16, f32 or f64, got ") + dtype_name(t));
-  if (!a.q.device().is_cuda()) return Support::yes();  // the reference takes every request
-#if !SEQMIX_WITH_CUDA
-  return Support::no("seqmix was built without CUDA");
-#else
-  switch (a.algo) {
-    case GlaAlgo::Chunked:
-      return gla_chunk_supports(a);
-    case GlaAlgo::Recurrent:
-      return gla_recurrent_supports(a);
-    case GlaAlgo::Auto:
-      break;
-  }
-  return either_supports(gla_chunk_supports(a), gla_recurrent_supports(a));
-#endif
+  return linear_rnn_supports(a, &gla_chunk_supports, &gla_recurrent_supports);
 }
 
 #if !SEQMIX_WITH_CUDA
