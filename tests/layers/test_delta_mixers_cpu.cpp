@@ -18,11 +18,14 @@
 #include "layers/language_model.h"
 #include "layers/mixers/deltanet.h"
 #include "layers/mixers/mixer.h"
+#include "tests/layers/module_grads.h"
 #include "tests/layers/overfit.h"
 #include "tests/testing/testing.h"
 
 using namespace seqmix;
 using namespace seqmix::nn;
+using seqmix::tu::check_module_grads;
+using seqmix::tu::perturb;
 
 namespace {
 
@@ -35,48 +38,6 @@ Params params_of(const Module& m) {
   return p;
 }
 
-// Analytic gradients of L = sum(f(x) * w) for every parameter of `m` and for x, against central
-// differences (f64 throughout).
-void check_module_grads(Module& m, const std::function<Variable(const Variable&)>& f,
-                        const Tensor& x0, double tol = 1e-6) {
-  Variable x(x0.clone(), true);
-  const Variable out = f(x);
-  const Variable w(tu::randn(out.shape(), DType::F64));
-  for (const Variable& p : m.parameters()) p.zero_grad();
-  sum(mul(out, w)).backward();
-  auto loss_at = [&]() {
-    NoGradGuard ng;
-    return sum(mul(f(Variable(x.data())), w)).data().item();
-  };
-  std::vector<std::pair<std::string, Variable>> all = m.named_parameters();
-  all.emplace_back("x", x);
-  const double eps = 1e-6;
-  int64_t checked = 0;
-  for (const auto& [name, v] : all) {
-    SCOPED_TRACE(name);
-    ASSERT_EQ(v.dtype(), DType::F64);
-    ASSERT_TRUE(v.grad().defined()) << "no gradient for " << name;
-    const Vec g = v.grad().to_vector<double>();
-    double* p = v.data().data<double>();
-    double max_abs_grad = 0;
-    for (int64_t i = 0; i < v.numel(); ++i) {
-      const double keep = p[i];
-      p[i] = keep + eps;
-      const double lp = loss_at();
-      p[i] = keep - eps;
-      const double lm = loss_at();
-      p[i] = keep;
-      const double num = (lp - lm) / (2 * eps);
-      ASSERT_NEAR(g[size_t(i)], num, tol + 1e-5 * std::abs(num)) << name << "[" << i << "]";
-      max_abs_grad = std::max(max_abs_grad, std::abs(num));
-      ++checked;
-    }
-    // Every parameter matters (a gradient that is identically zero would pass trivially).
-    EXPECT_GT(max_abs_grad, 1e-8) << name << " has no effect on the output";
-  }
-  EXPECT_GT(checked, 0);
-}
-
 template <class F>
 ErrorKind error_kind_of(F&& f, std::string* message = nullptr) {
   try {
@@ -87,15 +48,6 @@ ErrorKind error_kind_of(F&& f, std::string* message = nullptr) {
   }
   ADD_FAILURE() << "expected an error";
   return ErrorKind::Internal;
-}
-
-// Random non-trivial values for parameters that start constant (norm weights 1, biases 0), so the
-// checks see every parameter's role.
-void perturb(Module& m) {
-  NoGradGuard ng;
-  for (const auto& [n, v] : m.named_parameters())
-    v.data().copy_(ops::binary(ops::BinaryOp::Add, v.data(),
-                               tu::randn(v.shape(), v.dtype(), Device::cpu(), 0.3)));
 }
 
 // ---- a direct re-implementation of the published layers (f64, plain loops) ----
@@ -230,10 +182,7 @@ Mat direct(const DeltaNetConfig& c, const Params& p, const Mat& x, int64_t b, in
   return lin(o, p.at("o_proj.weight"));
 }
 
-struct Case {
-  std::string name;
-  MixerSpec spec;
-};
+using Case = tu::MixerCase;
 
 // Small configurations covering every option path, at d_model 8.
 std::vector<Case> small_cases() {
@@ -300,17 +249,7 @@ TEST(DeltaMixersCpu, ForwardShapesAndDtypes) {
 
 TEST(DeltaMixersCpu, GradientsMatchFiniteDifferences) {
   SEQMIX_TRACE_SEED();
-  const int64_t d = 8;
-  for (const Case& c : small_cases()) {
-    SCOPED_TRACE(c.name);
-    auto mix = make_mixer(d, c.spec, tu::next_seed());
-    mix->to(DType::F64);
-    perturb(*mix);
-    const ForwardContext ctx{DType::F64, true, nullptr};
-    check_module_grads(
-        *mix, [&](const Variable& x) { return mix->forward(x, ctx); },
-        tu::randn({2, 5, d}, DType::F64));
-  }
+  tu::check_mixer_grads(small_cases(), 8);
 }
 
 TEST(DeltaMixersCpu, ForwardMatchesDirectRecurrenceAndIsCausal) {

@@ -24,54 +24,19 @@
 #include "layers/mixers/mamba2.h"
 #include "layers/mixers/mixer.h"
 #include "layers/mixers/retnet.h"
+#include "tests/layers/module_grads.h"
 #include "tests/layers/overfit.h"
 #include "tests/testing/testing.h"
 
 using namespace seqmix;
 using namespace seqmix::nn;
+using seqmix::tu::check_module_grads;
+using seqmix::tu::perturb;
 
 namespace {
 
 using Opts = std::map<std::string, std::string>;
 using Vec = std::vector<double>;
-
-// Analytic gradients of L = sum(f(x) * w) for every parameter of `m` and for x, against central
-// differences (f64 throughout).
-void check_module_grads(Module& m, const std::function<Variable(const Variable&)>& f,
-                        const Tensor& x0, double tol = 1e-6) {
-  Variable x(x0.clone(), true);
-  const Variable out = f(x);
-  const Variable w(tu::randn(out.shape(), DType::F64));
-  for (const Variable& p : m.parameters()) p.zero_grad();
-  sum(mul(out, w)).backward();
-  auto loss_at = [&]() {
-    NoGradGuard ng;
-    return sum(mul(f(Variable(x.data())), w)).data().item();
-  };
-  std::vector<std::pair<std::string, Variable>> all = m.named_parameters();
-  all.emplace_back("x", x);
-  const double eps = 1e-6;
-  int64_t checked = 0;
-  for (const auto& [name, v] : all) {
-    SCOPED_TRACE(name);
-    ASSERT_EQ(v.dtype(), DType::F64);
-    ASSERT_TRUE(v.grad().defined()) << "no gradient for " << name;
-    const Vec g = v.grad().to_vector<double>();
-    double* p = v.data().data<double>();
-    for (int64_t i = 0; i < v.numel(); ++i) {
-      const double keep = p[i];
-      p[i] = keep + eps;
-      const double lp = loss_at();
-      p[i] = keep - eps;
-      const double lm = loss_at();
-      p[i] = keep;
-      const double num = (lp - lm) / (2 * eps);
-      ASSERT_NEAR(g[size_t(i)], num, tol + 1e-5 * std::abs(num)) << name << "[" << i << "]";
-      ++checked;
-    }
-  }
-  EXPECT_GT(checked, 0);
-}
 
 template <class F>
 ErrorKind error_kind_of(F&& f, std::string* message = nullptr) {
@@ -328,10 +293,7 @@ Arr direct_hgrn2(const Arr& x, const Params& p, const Hgrn2Config& c, int64_t d_
   return lin(rms(o, d_model, p.at("g_norm.weight"), c.norm_eps), p.at("o_proj.weight"));
 }
 
-struct Case {
-  std::string name;
-  MixerSpec spec;
-};
+using Case = tu::MixerCase;
 
 // Small configurations covering every option path, at d_model 8.
 std::vector<Case> small_cases() {
@@ -368,30 +330,11 @@ Arr direct(Mixer& m, const std::string& type, const Arr& x, int64_t d_model) {
   return direct_hgrn2(x, p, static_cast<Hgrn2Mixer&>(m).config(), d_model);
 }
 
-// Random non-trivial values for parameters that start constant (norm weights 1, biases 0, D 1),
-// so the checks see every parameter's role.
-void perturb(Module& m) {
-  NoGradGuard ng;
-  for (const auto& [n, v] : m.named_parameters())
-    v.data().copy_(ops::binary(ops::BinaryOp::Add, v.data(),
-                               tu::randn(v.shape(), v.dtype(), Device::cpu(), 0.3)));
-}
-
 }  // namespace
 
 TEST(MixersCpu, GradientsMatchFiniteDifferences) {
   SEQMIX_TRACE_SEED();
-  const int64_t d = 8;
-  for (const Case& c : small_cases()) {
-    SCOPED_TRACE(c.name);
-    auto mix = make_mixer(d, c.spec, tu::next_seed());
-    mix->to(DType::F64);
-    perturb(*mix);
-    const ForwardContext ctx{DType::F64, true, nullptr};
-    check_module_grads(
-        *mix, [&](const Variable& x) { return mix->forward(x, ctx); },
-        tu::randn({2, 5, d}, DType::F64));
-  }
+  tu::check_mixer_grads(small_cases(), 8);
 }
 
 TEST(MixersCpu, ForwardMatchesDirectRecurrenceAndIsCausal) {
