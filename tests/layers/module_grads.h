@@ -1,5 +1,6 @@
 // Test helpers shared by the layer and mixer suites (CPU, f64): finite-difference gradient checks
-// of a module, parameter perturbation, and the named mixer configurations the suites loop over.
+// of a module, parameter perturbation, the kind of a raised error, and the named mixer
+// configurations the suites loop over.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -12,6 +13,7 @@
 
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
+#include "core/error.h"
 #include "layers/mixers/mixer.h"
 #include "tests/testing/testing.h"
 
@@ -68,6 +70,20 @@ inline void perturb(nn::Module& m) {
   for (const auto& [n, v] : m.named_parameters())
     v.data().copy_(
         ops::binary(ops::BinaryOp::Add, v.data(), randn(v.shape(), v.dtype(), Device::cpu(), 0.3)));
+}
+
+// The kind of the seqmix::Error that `f` raises (a test failure when it raises none); its message
+// into `message` when given.
+template <class F>
+ErrorKind error_kind_of(F&& f, std::string* message = nullptr) {
+  try {
+    f();
+  } catch (const Error& e) {
+    if (message) *message = e.message();
+    return e.kind();
+  }
+  ADD_FAILURE() << "expected an error";
+  return ErrorKind::Internal;
 }
 
 // A named mixer configuration of a suite's loop.

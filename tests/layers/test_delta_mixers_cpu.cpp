@@ -25,6 +25,7 @@
 using namespace seqmix;
 using namespace seqmix::nn;
 using seqmix::tu::check_module_grads;
+using seqmix::tu::error_kind_of;
 using seqmix::tu::perturb;
 
 namespace {
@@ -36,18 +37,6 @@ Params params_of(const Module& m) {
   Params p;
   for (const auto& [n, v] : m.named_parameters()) p[n] = v.data();
   return p;
-}
-
-template <class F>
-ErrorKind error_kind_of(F&& f, std::string* message = nullptr) {
-  try {
-    f();
-  } catch (const Error& e) {
-    if (message) *message = e.message();
-    return e.kind();
-  }
-  ADD_FAILURE() << "expected an error";
-  return ErrorKind::Internal;
 }
 
 // ---- a direct re-implementation of the published layers (f64, plain loops) ----

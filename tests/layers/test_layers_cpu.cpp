@@ -28,6 +28,7 @@
 using namespace seqmix;
 using namespace seqmix::nn;
 using seqmix::tu::check_module_grads;
+using seqmix::tu::error_kind_of;
 
 namespace {
 
@@ -49,18 +50,6 @@ double max_abs(const Tensor& t) {
   double m = 0;
   for (double v : t.to_vector<double>()) m = std::max(m, std::abs(v));
   return m;
-}
-
-template <class F>
-ErrorKind error_kind_of(F&& f, std::string* message = nullptr) {
-  try {
-    f();
-  } catch (const Error& e) {
-    if (message) *message = e.message();
-    return e.kind();
-  }
-  ADD_FAILURE() << "expected an error";
-  return ErrorKind::Internal;
 }
 
 }  // namespace

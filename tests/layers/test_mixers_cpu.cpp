@@ -31,24 +31,13 @@
 using namespace seqmix;
 using namespace seqmix::nn;
 using seqmix::tu::check_module_grads;
+using seqmix::tu::error_kind_of;
 using seqmix::tu::perturb;
 
 namespace {
 
 using Opts = std::map<std::string, std::string>;
 using Vec = std::vector<double>;
-
-template <class F>
-ErrorKind error_kind_of(F&& f, std::string* message = nullptr) {
-  try {
-    f();
-  } catch (const Error& e) {
-    if (message) *message = e.message();
-    return e.kind();
-  }
-  ADD_FAILURE() << "expected an error";
-  return ErrorKind::Internal;
-}
 
 // ---- a direct re-implementation of each mixer (f64, plain loops) ----
 
