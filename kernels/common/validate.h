@@ -26,6 +26,10 @@ struct QkvDims {
   Device dev;
   int64_t b = 0, t = 0, h = 0, k = 0, v = 0, n = 0;
   Shape state() const { return {n, h, k, v}; }
+  // Mean tokens per sequence: B·T / N (B sequences of T tokens, or with cu_seqlens B = 1 and T
+  // the packed total); 0 without sequences. The dispatchers' Auto compares it with the length
+  // from which the chunked kernels are preferred.
+  int64_t mean_len() const { return n > 0 ? b * t / n : 0; }
 };
 
 // Checks q, k, v (defined, one device, 4-d, one dtype of bf16 / f32 / f64, contiguous, shapes),

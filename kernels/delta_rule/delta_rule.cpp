@@ -114,7 +114,7 @@ DeltaAlgo choose_cuda_algo(const DeltaFwdArgs& a, const Dims& d) {
   // Auto: the chunked kernels for long sequences (mean length >= kChunkedMinLen) when they take
   // the request, else the recurrent ones; SEQMIX_DELTA_ALGO moves the preference.
   const DeltaAlgo pref = auto_override();
-  const bool long_seqs = d.n > 0 && d.t / d.n >= kChunkedMinLen;
+  const bool long_seqs = d.mean_len() >= kChunkedMinLen;
   if (pref == DeltaAlgo::Recurrent && delta_rule_recurrent_supports(a)) return DeltaAlgo::Recurrent;
   if (pref == DeltaAlgo::Chunked && delta_rule_chunk_supports(a)) return DeltaAlgo::Chunked;
   // KeyVector (KDA) stays on the recurrent kernels under Auto: the chunked KeyVector kernels

@@ -90,7 +90,7 @@ GlaAlgo choose_cuda_algo(const GlaFwdArgs& a, const Dims& d) {
   SEQMIX_CHECK_KIND(Unsupported, s.ok, "{}: {}", kOp, s.why);
   if (a.algo != GlaAlgo::Auto) return a.algo;
 #if SEQMIX_WITH_CUDA
-  const bool long_seqs = d.n > 0 && d.t / d.n >= kChunkedMinLen;
+  const bool long_seqs = d.mean_len() >= kChunkedMinLen;
   if (gla_chunk_supports(a) && (long_seqs || !gla_recurrent_supports(a))) return GlaAlgo::Chunked;
 #else
   (void)d;

@@ -8,6 +8,7 @@
 #include "autograd/gradcheck.h"
 #include "core/check.h"
 #include "core/ops/index.h"
+#include "kernels/common/validate.h"
 #include "kernels/cross_entropy/cross_entropy.h"
 #include "kernels/dropout/dropout.h"
 #include "kernels/embedding/embedding.h"
@@ -175,4 +176,21 @@ TEST(DropoutCpu, MaskStatisticsAndGradient) {
           return V{dropout(v[0], 0.4, g)};
         },
         {r({50})});
+}
+
+// The linear-RNN dispatchers prefer the chunked kernels by the mean sequence length: T for B
+// sequences of T tokens (not T / B), the packed total over N with cu_seqlens.
+TEST(LinearRnnDims, MeanSequenceLength) {
+  const Tensor q = Tensor::zeros({64, 256, 2, 8}, DType::F32),
+               v = Tensor::zeros({64, 256, 2, 4}, DType::F32);
+  const QkvDims d = check_qkv("test", q, q, v, Tensor(), 0.0);
+  EXPECT_EQ(d.n, 64);
+  EXPECT_EQ(d.mean_len(), 256);
+  const Tensor qp = Tensor::zeros({1, 300, 2, 8}, DType::F32),
+               vp = Tensor::zeros({1, 300, 2, 4}, DType::F32);
+  const Tensor cu = Tensor::from_vector(std::vector<int64_t>{0, 100, 100, 300}, {4});
+  const QkvDims p = check_qkv("test", qp, qp, vp, cu, 0.0);
+  EXPECT_EQ(p.n, 3);
+  EXPECT_EQ(p.mean_len(), 100);
+  EXPECT_EQ(QkvDims{}.mean_len(), 0);
 }
