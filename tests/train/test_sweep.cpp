@@ -575,6 +575,22 @@ plot: {x: optim.lr, line: mixer}
       << part.out;
   EXPECT_NE(part.out.find("start " + redo), std::string::npos) << part.out;
   EXPECT_TRUE(fs::exists(fs::path(out) / "cells" / redo / "result.json"));
+
+  // A resumed cell's wall time adds its earlier segments (cells/<id>/elapsed_s); the cell has the
+  // checkpoint of its finished run, so it resumes rather than starting over.
+  const fs::path cell = fs::path(out) / "cells" / redo;
+  ASSERT_TRUE(fs::exists(cell / "elapsed_s"));
+  ASSERT_TRUE(fs::is_directory(cell / "checkpoints"));
+  fs::remove(cell / "result.json");
+  std::ofstream(cell / "elapsed_s") << "1000.5\n";
+  auto resumed = seqmix::tu::run_command(bin + " sweep " + sweep + " --dir " + out +
+                                         " --gpus 0 --filter mixer=gla");
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  double wall = -1;
+  for (const auto& row : lines_of(read(out + "/results.csv")))
+    if (row.rfind(redo + ",", 0) == 0) wall = std::stod(csv_split(row)[6]);
+  EXPECT_GT(wall, 1000.5);
+  EXPECT_LT(wall, 1000.5 + 600);
 }
 
 TEST_F(Sweep, FailedCellIsRecordedAndTheSweepContinues) {

@@ -80,7 +80,21 @@ struct Running {
   size_t cell;
   size_t slot;
   Clock::time_point start;
+  double earlier_s;  // wall seconds of the earlier segments this run resumes
 };
+
+// A cell's wall time over all its segments: each exit writes the total so far to
+// cells/<id>/elapsed_s; a run that resumes from checkpoints starts from it, one that starts over
+// from 0.
+constexpr const char* kElapsedFile = "elapsed_s";
+
+double earlier_wall_s(const fs::path& run_dir) {
+  if (!has_checkpoints(run_dir)) return 0.0;
+  std::ifstream in(run_dir / kElapsedFile);
+  double s = 0.0;
+  if (!(in >> s) || !(s >= 0.0)) return 0.0;
+  return s;
+}
 
 void write_text(const fs::path& p, const std::string& text) {
   const fs::path tmp = p.string() + ".tmp";
@@ -174,6 +188,7 @@ int run_sweep(const std::string& sweep_path, const SweepRunOptions& opt, std::FI
       const fs::path run_dir = dir / "cells" / cells[i].id;
       fs::create_directories(run_dir);
       fs::remove(run_dir / "result.json");
+      const double earlier = earlier_wall_s(run_dir);  // (before the child can checkpoint)
       // argv / envp built before fork: the child only dup2s and execs.
       std::vector<std::string> strs{exe};
       for (auto& a : args_of(i)) strs.push_back(std::move(a));
@@ -200,7 +215,7 @@ int run_sweep(const std::string& sweep_path, const SweepRunOptions& opt, std::FI
       ::close(fd);
       SEQMIX_CHECK_KIND(Internal, pid > 0, "fork failed: {}", std::strerror(errno));
       slot_busy[slot] = true;
-      running[pid] = Running{i, slot, Clock::now()};
+      running[pid] = Running{i, slot, Clock::now(), earlier};
       fmt::print(out, "[{}/{}] start {}{}\n", next, todo.size(), cells[i].id,
                  ids.empty() ? "" : fmt::format(" (GPU {})", ids[slot % ids.size()]));
       std::fflush(out);
@@ -230,7 +245,8 @@ int run_sweep(const std::string& sweep_path, const SweepRunOptions& opt, std::FI
     const SweepCell& c = cells[r.cell];
     const fs::path run_dir = dir / "cells" / c.id;
     CellResult res = read_metrics((run_dir / "metrics.jsonl").string(), spec.metric);
-    res.wall_s = std::chrono::duration<double>(Clock::now() - r.start).count();
+    res.wall_s = r.earlier_s + std::chrono::duration<double>(Clock::now() - r.start).count();
+    write_text(run_dir / kElapsedFile, fmt::format("{}\n", res.wall_s));
     res.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     res.status = res.exit_code == 0 ? "ok" : "failed";
     results[r.cell] = res;
