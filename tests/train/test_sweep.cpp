@@ -487,10 +487,11 @@ TEST_F(Sweep, ShippedSweepsExpandToValidRuns) {
     SCOPED_TRACE(file);
     const SweepSpec s = load_sweep(file);
     const auto cells = expand_grid(s, base_layer_count(s));
-    // 4 (T, kv) x 9 mixers x 4 widths x 4 lrs; reduced: 3 widths x 2 lrs; quick: 24.
+    // 4 (T, kv) x 9 mixers x 4 widths x 4 lrs; reduced: 3 widths x 2 lrs; quick: 2 (T, kv) x
+    // 9 mixers x 2 widths x 2 lrs.
     const size_t want = file.find("reduced") != std::string::npos   ? 216u
                         : file.find("zoology") != std::string::npos ? 576u
-                                                                    : 24u;
+                                                                    : 72u;
     EXPECT_EQ(cells.size(), want);
     std::set<std::string> ids;
     for (const auto& c : cells) {
