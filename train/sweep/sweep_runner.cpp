@@ -146,7 +146,10 @@ int run_sweep(const std::string& sweep_path, const SweepRunOptions& opt, std::FI
                cells.size(), selected.size(), todo.size(), dir.string());
     for (size_t i : selected) {
       std::string cmd = shell_quote(exe);
-      for (const auto& a : args_of(i)) cmd += " " + shell_quote(a);
+      for (const auto& a : args_of(i)) {  // (two appends: GCC 12 warns falsely on " " + string)
+        cmd += ' ';
+        cmd += shell_quote(a);
+      }
       fmt::print(out, "{} [{}]\n  {}\n", cells[i].id,
                  results[i].status == "ok" ? "finished, skipped" : "to run", cmd);
     }
