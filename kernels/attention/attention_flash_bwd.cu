@@ -19,6 +19,7 @@
 #include "core/tensor.h"
 #include "kernels/attention/attention_common.cuh"
 #include "kernels/common/device_utils.cuh"
+#include "kernels/common/launch.cuh"
 
 namespace seqmix {
 namespace attn {
@@ -330,16 +331,14 @@ template <int D>
 void launch_bwd(const Params& p, cudaStream_t st) {
   if (p.dk || p.dv) {
     constexpr int smem = dkdv_smem_bytes<D>();
-    SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(attention_flash_bwd_kernel_dkdv<D>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    kern::ensure_dynamic_smem(attention_flash_bwd_kernel_dkdv<D>, smem);
     const dim3 grid(unsigned((p.t + kBkKV - 1) / kBkKV), unsigned(p.hkv), unsigned(p.b));
     attention_flash_bwd_kernel_dkdv<D><<<grid, kThreads, smem, st>>>(p);
     SEQMIX_LAUNCH_CHECK();
   }
   if (p.dq) {
     constexpr int smem = dq_smem_bytes<D>();
-    SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(attention_flash_bwd_kernel_dq<D>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    kern::ensure_dynamic_smem(attention_flash_bwd_kernel_dq<D>, smem);
     const dim3 grid(unsigned((p.t + kBqQ - 1) / kBqQ), unsigned(p.h), unsigned(p.b));
     attention_flash_bwd_kernel_dq<D><<<grid, kThreads, smem, st>>>(p);
     SEQMIX_LAUNCH_CHECK();

@@ -15,6 +15,7 @@
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/runtime.h"
 #include "kernels/attention/attention_common.cuh"
+#include "kernels/common/launch.cuh"
 
 namespace seqmix {
 namespace attn {
@@ -177,8 +178,7 @@ __global__ void __launch_bounds__(kThreads) attention_flash_fwd_kernel(const Par
 template <int D>
 void launch_fwd(const Params& p, cudaStream_t st) {
   constexpr int smem = fwd_smem_bytes<D>();
-  SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(attention_flash_fwd_kernel<D>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  kern::ensure_dynamic_smem(attention_flash_fwd_kernel<D>, smem);
   const dim3 grid(unsigned((p.t + kBr - 1) / kBr), unsigned(p.h), unsigned(p.b));
   attention_flash_fwd_kernel<D><<<grid, kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();

@@ -25,6 +25,7 @@
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/runtime.h"
 #include "kernels/common/device_utils.cuh"
+#include "kernels/common/launch.cuh"
 #include "kernels/delta_rule/delta_rule_chunk_common.cuh"
 
 namespace seqmix {
@@ -1859,16 +1860,11 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_dg_kv(co
   }
 }
 
-template <typename Kern>
-void set_smem(Kern kern, int bytes) {
-  SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-}
-
 template <int K, int kStages>
 void launch_rstates(const Params& p, cudaStream_t st) {
   constexpr int smem = rstates_smem_bytes<K>(kStages);
   auto kern = delta_rule_chunk_bwd_kernel_states<K, kStages>;
-  set_smem(kern, smem);
+  kern::ensure_dynamic_smem(kern, smem);
   kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
@@ -1879,7 +1875,7 @@ void launch_chunk_kernels(const Params& p, cudaStream_t st) {
   if (p.max_chunks > 0) {
     constexpr int smem = dui_smem_bytes<K, V>();
     auto kern = delta_rule_chunk_bwd_kernel_dui<K, V>;
-    set_smem(kern, smem);
+    kern::ensure_dynamic_smem(kern, smem);
     kern<<<grid, kThreads, smem, st>>>(p);
     SEQMIX_LAUNCH_CHECK();
   }
@@ -1890,7 +1886,7 @@ void launch_chunk_kernels(const Params& p, cudaStream_t st) {
   if (p.max_chunks > 0) {
     constexpr int smem = grad_smem_bytes<K, V>();
     auto kern = delta_rule_chunk_bwd_kernel_grad<K, V>;
-    set_smem(kern, smem);
+    kern::ensure_dynamic_smem(kern, smem);
     kern<<<grid, kThreads, smem, st>>>(p);
     SEQMIX_LAUNCH_CHECK();
   }
@@ -1900,7 +1896,7 @@ template <int K, int kStages>
 void launch_rstates_kv(const Params& p, cudaStream_t st) {
   constexpr int smem = rstates_kv_smem_bytes<K>(kStages);
   auto kern = delta_rule_chunk_bwd_kernel_states_kv<K, kStages>;
-  set_smem(kern, smem);
+  kern::ensure_dynamic_smem(kern, smem);
   kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
@@ -1912,7 +1908,7 @@ void launch_chunk_kernels_kv(const Params& p, cudaStream_t st) {
   if (p.max_chunks > 0) {
     constexpr int smem = dui_kv_smem_bytes<K, V>();
     auto kern = delta_rule_chunk_bwd_kernel_dui_kv<K, V>;
-    set_smem(kern, smem);
+    kern::ensure_dynamic_smem(kern, smem);
     kern<<<grid, kThreads, smem, st>>>(p);
     SEQMIX_LAUNCH_CHECK();
   }
@@ -1923,7 +1919,7 @@ void launch_chunk_kernels_kv(const Params& p, cudaStream_t st) {
   if (p.max_chunks > 0) {
     constexpr int smem = grad_kv_smem_bytes<K, V>();
     auto kern = delta_rule_chunk_bwd_kernel_grad_kv<K, V>;
-    set_smem(kern, smem);
+    kern::ensure_dynamic_smem(kern, smem);
     kern<<<grid, kThreads, smem, st>>>(p);
     SEQMIX_LAUNCH_CHECK();
     if (p.dg) {

@@ -22,6 +22,7 @@
 
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/runtime.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/delta_rule/delta_rule_chunk_common.cuh"
 
 namespace seqmix {
@@ -1002,16 +1003,11 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o_kv(con
   }
 }
 
-template <typename Kern>
-void set_smem(Kern kern, int bytes) {
-  SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-}
-
 template <int K, int V>
 void launch_prep_t(const Params& p, cudaStream_t st) {
   constexpr int smem = prep_smem_bytes<K, V>();
   auto kern = delta_rule_chunk_fwd_kernel_prep<K, V>;
-  set_smem(kern, smem);
+  kern::ensure_dynamic_smem(kern, smem);
   kern<<<dim3(unsigned(p.max_chunks), unsigned(p.h)), kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
@@ -1020,7 +1016,7 @@ template <int K, int kStages>
 void launch_states_s(const Params& p, cudaStream_t st) {
   constexpr int smem = states_smem_bytes<K>(kStages);
   auto kern = delta_rule_chunk_fwd_kernel_states<K, kStages>;
-  set_smem(kern, smem);
+  kern::ensure_dynamic_smem(kern, smem);
   kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
@@ -1038,7 +1034,7 @@ template <int K, int V>
 void launch_out_t(const Params& p, cudaStream_t st) {
   constexpr int smem = out_smem_bytes<K, V>();
   auto kern = delta_rule_chunk_fwd_kernel_o<K, V>;
-  set_smem(kern, smem);
+  kern::ensure_dynamic_smem(kern, smem);
   kern<<<dim3(unsigned(p.max_chunks), unsigned(p.h)), kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
@@ -1047,7 +1043,7 @@ template <int K, int V>
 void launch_prep_kv_t(const Params& p, cudaStream_t st) {
   constexpr int smem = prep_kv_smem_bytes<K, V>();
   auto kern = delta_rule_chunk_fwd_kernel_prep_kv<K, V>;
-  set_smem(kern, smem);
+  kern::ensure_dynamic_smem(kern, smem);
   kern<<<dim3(unsigned(p.max_chunks), unsigned(p.h)), kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
@@ -1056,7 +1052,7 @@ template <int K, int kStages>
 void launch_states_kv_s(const Params& p, cudaStream_t st) {
   constexpr int smem = states_kv_smem_bytes<K>(kStages);
   auto kern = delta_rule_chunk_fwd_kernel_states_kv<K, kStages>;
-  set_smem(kern, smem);
+  kern::ensure_dynamic_smem(kern, smem);
   kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
@@ -1073,7 +1069,7 @@ template <int K, int V>
 void launch_out_kv_t(const Params& p, cudaStream_t st) {
   constexpr int smem = out_kv_smem_bytes<K, V>();
   auto kern = delta_rule_chunk_fwd_kernel_o_kv<K, V>;
-  set_smem(kern, smem);
+  kern::ensure_dynamic_smem(kern, smem);
   kern<<<dim3(unsigned(p.max_chunks), unsigned(p.h)), kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }

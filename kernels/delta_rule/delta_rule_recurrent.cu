@@ -31,6 +31,7 @@
 #include "core/cuda/runtime.h"
 #include "core/half.h"
 #include "kernels/common/device_utils.cuh"
+#include "kernels/common/launch.cuh"
 #include "kernels/delta_rule/delta_rule.h"
 
 namespace seqmix {
@@ -537,8 +538,7 @@ void fwd(const Params& p, cudaStream_t st) {
     constexpr int KPT = decltype(kpt)::value;
     const size_t smem = sizeof(float) * size_t(stage_floats<KPT * kG>());
     auto kern = delta_rule_recurrent_fwd_kernel<T, KPT>;
-    SEQMIX_CUDA_CHECK(
-        cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    kern::ensure_dynamic_smem(kern, int(smem));
     kern<<<grid_of(p), kThreads, smem, st>>>(p);
     SEQMIX_LAUNCH_CHECK();
   });
@@ -567,8 +567,7 @@ void bwd(const DeltaBwdArgs& a, Params p, cudaStream_t st) {
     constexpr int KPT = decltype(kpt)::value, KP = KPT * kG;
     const size_t smem = sizeof(float) * size_t(stage_floats<KP>() + red_floats<KP>());
     auto kern = delta_rule_recurrent_bwd_kernel<T, KPT>;
-    SEQMIX_CUDA_CHECK(
-        cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    kern::ensure_dynamic_smem(kern, int(smem));
     kern<<<grid_of(p), kThreads, smem, st>>>(p);
     SEQMIX_LAUNCH_CHECK();
   });

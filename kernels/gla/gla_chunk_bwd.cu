@@ -21,6 +21,7 @@
 
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/runtime.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/gla/gla_common.cuh"
 
 namespace seqmix {
@@ -1021,7 +1022,7 @@ template <int K, int V>
 void launch_dqkv_t(const Params& p, cudaStream_t st) {
   constexpr int smem = dqkv_smem(K, V, false);
   auto kern = gla_chunk_bwd_kernel_dqkv<K, V>;
-  SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  kern::ensure_dynamic_smem(kern, smem);
   const dim3 grid(unsigned(p.max_chunks), unsigned(p.h));
   kern<<<grid, kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
@@ -1045,7 +1046,7 @@ template <int K, int V>
 void launch_dqkv_kv_t(const Params& p, cudaStream_t st) {
   constexpr int smem = dqkv_smem(K, V, true);
   auto kern = gla_chunk_bwd_kernel_dqkv_kv<K, V>;
-  SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  kern::ensure_dynamic_smem(kern, smem);
   const dim3 grid(unsigned(p.max_chunks), unsigned(p.h));
   kern<<<grid, kThreadsKV, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();

@@ -26,6 +26,7 @@
 
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/runtime.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/gla/gla_common.cuh"
 
 namespace seqmix {
@@ -486,7 +487,7 @@ template <int K, bool KV, bool REV, int NVS>
 void launch_states_t(const Params& p, cudaStream_t st) {
   constexpr int smem = kStages * states_stage_bytes<KV, NVS>();
   auto kern = gla_chunk_fwd_kernel_states<K, KV, REV, NVS>;
-  SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  kern::ensure_dynamic_smem(kern, smem);
   const dim3 grid(unsigned(p.vd / (NVS * kBV) * ((K + kBK - 1) / kBK)), unsigned(p.h),
                   unsigned(p.n));
   kern<<<grid, kThreads * NVS, smem, st>>>(p);
@@ -537,7 +538,7 @@ void launch_out_t(const Params& p, cudaStream_t st) {
     kern = gla_chunk_fwd_kernel_o_kv<K, VS>;
   else
     kern = gla_chunk_fwd_kernel_o<K, VS>;
-  SEQMIX_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  kern::ensure_dynamic_smem(kern, smem);
   const dim3 grid(unsigned(p.max_chunks), unsigned(p.h), unsigned(p.vd / VS));
   kern<<<grid, KV ? kThreadsKV : kThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
