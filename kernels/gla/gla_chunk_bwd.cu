@@ -244,16 +244,61 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
     const bf16* src = p.dhs + (x * p.h + h) * K * V;
     constexpr int kC = V / 8;
     if (dgs16) {
-      // The dg path loads its 16-byte pieces of dH kB at a time, all in flight together (1-2
-      // round trips to memory up to V = 128 instead of one per two pieces; kB = 4 for wider V
-      // against spills), with the matching pieces of S, and sums S ⊙ dH in 8 partial sums
-      // (short dependency chains, fixed order).
+      // Σ S ⊙ dH on the tensor cores: the sum over v of a row pair is the diagonal of S dHᵀ, and
+      // the dot is unchanged by any permutation of v applied to both. Warp w takes row blocks
+      // w, w + 4, ... of 16 key rows; per 32 value columns, thread (gq, tq) loads the 8 columns
+      // [8 tq, 8 tq + 8) of dH (global) and of S (shared) for rows r and r + 8 of the block, whose
+      // words are directly the A (S) and B (dH) fragments of two m16n8k16 products per n-half
+      // (k = the 16 columns {8 tq + e, 8 tq + 2 + e} and {8 tq + 4 + e, 8 tq + 6 + e}), and then
+      // stores its dH pieces where it read S (only this thread touches them). r = π(gq) =
+      // gq / 2 + 4 (gq % 2) puts the two rows of a quarter-warp on disjoint banks. D = S dHᵀ
+      // holds row r's dot at (gq, gq) of n-half 0 and row r + 8's at (gq + 8, gq) of n-half 1:
+      // thread tq = gq / 2, elements gq % 2 and 2 + gq % 2. Fixed order: deterministic.
+      constexpr int kVC = V / 32, kB = kVC % 4 == 0 ? 4 : 2;  // kVC in {2, 4, 6, 8}
+      const int rr = (gq >> 1) + 4 * (gq & 1);
+      float dsum = 0.f;
+#pragma unroll 1
+      for (int d0 = 16 * warp; d0 < K; d0 += 64) {
+        float c0[4] = {0.f, 0.f, 0.f, 0.f}, c1[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int cb = 0; cb < kVC; cb += kB) {
+          uint4 dh[kB][2];
+#pragma unroll
+          for (int i = 0; i < kB; ++i)
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+              dh[i][r] = *reinterpret_cast<const uint4*>(src + int64_t(d0 + rr + 8 * r) * V +
+                                                         32 * (cb + i) + 8 * tq);
+#pragma unroll
+          for (int i = 0; i < kB; ++i) {
+            uint4 s16[2];
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+              s16[r] = *reinterpret_cast<const uint4*>(ss + (d0 + rr + 8 * r) * kLdV +
+                                                       32 * (cb + i) + 8 * tq);
+            const uint32_t a0[4] = {s16[0].x, s16[1].x, s16[0].y, s16[1].y};
+            const uint32_t a1[4] = {s16[0].z, s16[1].z, s16[0].w, s16[1].w};
+            mma_16816(c0, a0, dh[i][0].x, dh[i][0].y);
+            mma_16816(c1, a0, dh[i][1].x, dh[i][1].y);
+            mma_16816(c0, a1, dh[i][0].z, dh[i][0].w);
+            mma_16816(c1, a1, dh[i][1].z, dh[i][1].w);
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+              *reinterpret_cast<uint4*>(ss + (d0 + rr + 8 * r) * kLdV + 32 * (cb + i) + 8 * tq) =
+                  dh[i][r];
+          }
+        }
+        if (tq == (gq >> 1)) dsum += (gq & 1 ? c0[1] : c0[0]) + (gq & 1 ? c1[3] : c1[2]);
+      }
+      sdh = dsum;
+    } else {
+      // Plain copy, kB 16-byte pieces in flight per thread (1-2 round trips to memory up to
+      // V = 128 instead of one per two pieces; kB = 4 for wider V against spills).
       constexpr int kIt = K * kC / kThreads, kB0 = V <= 128 ? 8 : 4, kB = kIt < kB0 ? kIt : kB0;
       static_assert(K * kC % kThreads == 0, "whole 16-byte pieces per thread");
-      float part[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
 #pragma unroll
       for (int i0 = 0; i0 < kIt; i0 += kB) {
-        uint4 dh[kB], s16[kB];
+        uint4 dh[kB];
 #pragma unroll
         for (int i = 0; i < kB; ++i)
           if (i0 + i < kIt) {
@@ -264,32 +309,8 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
         for (int i = 0; i < kB; ++i)
           if (i0 + i < kIt) {
             const int idx = int(threadIdx.x) + (i0 + i) * kThreads, r = idx / kC, c = idx % kC;
-            s16[i] = *reinterpret_cast<const uint4*>(ss + r * kLdV + c * 8);
-          }
-#pragma unroll
-        for (int i = 0; i < kB; ++i)
-          if (i0 + i < kIt) {
-            const int idx = int(threadIdx.x) + (i0 + i) * kThreads, r = idx / kC, c = idx % kC;
-            const uint32_t su[4] = {s16[i].x, s16[i].y, s16[i].z, s16[i].w};
-            const uint32_t du[4] = {dh[i].x, dh[i].y, dh[i].z, dh[i].w};
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {  // bf16 -> f32 by a shift (low half) or a mask (high)
-              part[2 * e] =
-                  fmaf(__uint_as_float(su[e] << 16), __uint_as_float(du[e] << 16), part[2 * e]);
-              part[2 * e + 1] = fmaf(__uint_as_float(su[e] & 0xffff0000u),
-                                     __uint_as_float(du[e] & 0xffff0000u), part[2 * e + 1]);
-            }
             *reinterpret_cast<uint4*>(ss + r * kLdV + c * 8) = dh[i];
           }
-      }
-      sdh =
-          ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-    } else {  // (unrolled by 2 as before this path was split off: same code for the other gates)
-#pragma unroll 2
-      for (int idx = threadIdx.x; idx < K * kC; idx += kThreads) {
-        const int r = idx / kC, c = idx % kC;
-        *reinterpret_cast<uint4*>(ss + r * kLdV + c * 8) =
-            *reinterpret_cast<const uint4*>(src + int64_t(r) * V + c * 8);
       }
     }
   }

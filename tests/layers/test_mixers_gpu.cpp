@@ -152,7 +152,12 @@ TEST(MixersGpu, MixerAloneF32MatchesCpuAndBf16IsClose) {
     for (size_t i = 0; i < pc.size(); ++i) {
       SCOPED_TRACE(pc[i].first);
       ASSERT_TRUE(pg[i].second.grad().defined());
-      EXPECT_TRUE(tu::close(pg[i].second.grad(), pc[i].second.grad(), 1e-4))
+      // A per-head scalar (Mamba-2's dt_bias, A_log, D: a few elements) has a gradient summed
+      // over all B·T positions, whose terms can cancel: its f32 summation error is bounded by
+      // ε Σ|terms|, not ε |Σ terms|, so its relative error has no bound at 1e-4 (dt_bias: 1.3e-4
+      // for one seed on an H100, 4 elements). Those get 1e-3; every other gradient 1e-4.
+      const double tol = pc[i].second.numel() <= 16 ? 1e-3 : 1e-4;
+      EXPECT_TRUE(tu::close(pg[i].second.grad(), pc[i].second.grad(), tol))
           << tu::compare(pg[i].second.grad(), pc[i].second.grad()).str();
     }
     NoGradGuard ng;
