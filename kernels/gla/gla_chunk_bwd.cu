@@ -1138,6 +1138,7 @@ void gla_chunk_bwd_cuda(const GlaBwdArgs& a) {
   p.scale = float(gla_scale(a.scale, p.kd));
   p.max_chunks =
       cu.defined() ? t / gla_chunk::kBT + n : b * ((t + gla_chunk::kBT - 1) / gla_chunk::kBT);
+  p.fixed_t = cu.defined() ? 0 : t;
   int64_t* idx = index.data<int64_t>();
   p.seq = idx;
   p.chunks = idx + n + 1;
@@ -1164,9 +1165,10 @@ void gla_chunk_bwd_cuda(const GlaBwdArgs& a) {
     gc = Tensor::empty({b * t * h * p.kd}, DType::F32, dev);
     p.gc = gc.data<float>();
     gla_chunk::launch_cumsum(p, st);
-  } else if (a.gate == GlaGate::HeadScalar) {  // written by the forward state pass
+  } else if (a.gate == GlaGate::HeadScalar) {
     gc = Tensor::empty({b * t * h}, DType::F32, dev);
     p.gc = gc.data<float>();
+    gla_chunk::launch_cumsum(p, st);
   }
   gla_chunk::launch_states(p, false, st);  // S at every chunk start
   gla_chunk::launch_states(p, true, st);   // dH at every chunk end, dh0

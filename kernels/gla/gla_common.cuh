@@ -52,8 +52,8 @@ struct Params {
   const bf16* v = nullptr;
   const float* g = nullptr;  // per GlaGate
   // Chunk-local inclusive cumulative log-gate: [rows, H, K] for KeyVector
-  // (gla_chunk_fwd_kernel_cumsum), [rows, H] for HeadScalar (written by the forward state pass,
-  // gate_prefix of each chunk's 64 raw gates, and read by every later kernel); null for None /
+  // (gla_chunk_fwd_kernel_cumsum), [rows, H] for HeadScalar (gla_chunk_fwd_kernel_cumsum_scalar:
+  // gate_prefix of each chunk's 64 raw gates); read by every later kernel; null for None /
   // HeadConst (computed in place).
   const float* gc = nullptr;
   const float* h0 = nullptr;  // [N, H, K, V] or null
@@ -79,7 +79,8 @@ struct Params {
   float* dgs = nullptr;  // [chunks, H, K] exp(B) Σ_v S_c dH (state term of the chunk's gates)
   int64_t n = 0, h = 0, kd = 0, vd = 0;
   int64_t max_chunks = 0;
-  int gate = 0;  // GlaGate as int
+  int64_t fixed_t = 0;  // T of an equal-length batch (no cu_seqlens), else 0
+  int gate = 0;         // GlaGate as int
   float scale = 1.f;
 };
 
@@ -286,10 +287,9 @@ __device__ __forceinline__ void load_state(bf16* s, const bf16* src, int64_t ld)
 // Chunk-local inclusive cumulative log-gate of rows [r0, r0 + 64) (from p.gc; rows >= r1 repeat
 // the last valid row: they add nothing). KV: sb[t * (W + 4) + d] for key dims c0 + d, d < W (0 for
 // c0 + d >= K); otherwise sb[t] (None: 0; HeadConst: (t + 1) g[h]; HeadScalar: the cumulative
-// gates p.gc, or with RAW the raw gates g_t, 0 past the sequence, which gate_prefix turns into the
-// cumulative gates: only the forward state pass, which writes p.gc). ASYNC: cp.async for the
-// per-key-dim tile and HeadScalar (the caller commits and waits); the rest are plain stores.
-template <int W, bool KV, bool ASYNC = false, int NT = kThreads, bool RAW = false>
+// gates p.gc). ASYNC: cp.async for the per-key-dim tile and HeadScalar (the caller commits and
+// waits); the rest are plain stores.
+template <int W, bool KV, bool ASYNC = false, int NT = kThreads>
 __device__ __forceinline__ void load_gate(float* sb, const Params& p, int64_t h, int64_t r0,
                                           int64_t r1, int c0 = 0) {
   if constexpr (KV) {
@@ -313,12 +313,11 @@ __device__ __forceinline__ void load_gate(float* sb, const Params& p, int64_t h,
     for (int t = threadIdx.x; t < kBT; t += NT) {
       const int64_t row = r0 + t < r1 ? r0 + t : r1 - 1;
       if (p.gate == int(GlaGate::HeadScalar)) {
-        const bool ok = RAW ? r0 + t < r1 : true;
-        const float* src = RAW ? p.g + (ok ? row * p.h + h : 0) : p.gc + row * p.h + h;
+        const float* src = p.gc + row * p.h + h;
         if constexpr (ASYNC)
-          cp_async4(sb + t, src, ok);
+          cp_async4(sb + t, src, true);
         else
-          sb[t] = ok ? *src : 0.f;
+          sb[t] = *src;
       } else {
         sb[t] = p.gate == int(GlaGate::HeadConst) ? float(row - r0 + 1) * p.g[h] : 0.f;
       }
