@@ -1138,7 +1138,6 @@ void gla_chunk_bwd_cuda(const GlaBwdArgs& a) {
   p.scale = float(gla_scale(a.scale, p.kd));
   p.max_chunks =
       cu.defined() ? t / gla_chunk::kBT + n : b * ((t + gla_chunk::kBT - 1) / gla_chunk::kBT);
-  p.fixed_t = cu.defined() ? 0 : t;
   int64_t* idx = index.data<int64_t>();
   p.seq = idx;
   p.chunks = idx + n + 1;

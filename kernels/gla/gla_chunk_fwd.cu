@@ -76,23 +76,13 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_cumsum(const Pa
 // sequence are not written (the later kernels' clamped loads repeat its last row). A separate
 // kernel, not a step of the sequential state pass, where the scan was on every step's critical
 // path (measured on an H100: +5 µs per pass at (4, 4096, 16, 128), +36 µs at (2, 16384, 8, 128)).
-// Equal-length batches (p.fixed_t > 0) find the chunk's rows without the index's binary search.
 __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_cumsum_scalar(const Params p) {
   __shared__ float buf[kThreads / 32][kBT];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t x = blockIdx.x, h = int64_t(blockIdx.y) * (kThreads / 32) + warp;
-  int64_t r0, r1;
-  if (p.fixed_t > 0) {
-    const int64_t cps = (p.fixed_t + kBT - 1) / kBT, n = x / cps;
-    r0 = n * p.fixed_t + (x - n * cps) * kBT;
-    r1 = (n + 1) * p.fixed_t;
-  } else {
-    const int64_t n = find_seq(p, x);
-    if (n < 0) return;
-    r0 = p.seq[n] + (x - p.chunks[n]) * kBT;
-    r1 = p.seq[n + 1];
-  }
-  if (h >= p.h) return;
+  const int64_t n = find_seq(p, x);
+  if (n < 0 || h >= p.h) return;
+  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
   float* g = buf[warp];
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
@@ -683,7 +673,6 @@ void gla_chunk_fwd_cuda(const GlaFwdArgs& a) {
   p.scale = float(gla_scale(a.scale, p.kd));
   p.max_chunks =
       cu.defined() ? t / gla_chunk::kBT + n : b * ((t + gla_chunk::kBT - 1) / gla_chunk::kBT);
-  p.fixed_t = cu.defined() ? 0 : t;
   int64_t* idx = index.data<int64_t>();
   p.seq = idx;
   p.chunks = idx + n + 1;

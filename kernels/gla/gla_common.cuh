@@ -79,8 +79,7 @@ struct Params {
   float* dgs = nullptr;  // [chunks, H, K] exp(B) Σ_v S_c dH (state term of the chunk's gates)
   int64_t n = 0, h = 0, kd = 0, vd = 0;
   int64_t max_chunks = 0;
-  int64_t fixed_t = 0;  // T of an equal-length batch (no cu_seqlens), else 0
-  int gate = 0;         // GlaGate as int
+  int gate = 0;  // GlaGate as int
   float scale = 1.f;
 };
 
