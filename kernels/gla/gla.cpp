@@ -1,6 +1,8 @@
 // Gated linear attention family: validation (shapes per gate mode, dtypes, devices, contiguity,
 // cu_seqlens checked on the host; errors name the operand), algorithm choice and device dispatch,
-// and the autograd node of gla(...) (saves q, k, v, g, h0; the backward recomputes the states).
+// and the autograd node of gla(...) (saves q, k, v, g, h0 and, on the chunked path with a learnable
+// data-dependent gate, the forward's chunk-local cumulative gates; the backward recomputes the
+// states).
 //   S_t = exp(g_t) ⊙ S_{t-1} + k_tᵀ v_t,  o_t = scale · q_t S_t    (see gla.h and README.md)
 #include <cmath>
 #include <cstdint>
@@ -69,6 +71,14 @@ Dims validate_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Te
   return d;
 }
 
+// The optional cumulative gates shared by forward and backward: like g (data-dependent gates).
+void check_gc(const Tensor& gc, GlaGate gate, const Dims& d) {
+  if (!gc.defined()) return;
+  SEQMIX_CHECK(gated(gate), "{}: 'gc' must be undefined for gate {} (no data-dependent gate)", kOp,
+               gla_gate_name(gate));
+  check_like("gc", gc, d.g_shape, DType::F32, d.dev);
+}
+
 GlaFwdArgs as_fwd(const GlaBwdArgs& a) {
   GlaFwdArgs f;
   f.q = a.q;
@@ -98,7 +108,9 @@ GlaAlgo choose_cuda_algo(const GlaFwdArgs& a, const Dims& d) {
   return GlaAlgo::Recurrent;
 }
 
-void dispatch_fwd(const GlaFwdArgs& a, const Dims& d) {
+// Returns the algorithm that ran (Recurrent stands for the CPU reference too).
+GlaAlgo dispatch_fwd(const GlaFwdArgs& a, const Dims& d) {
+  GlaAlgo ran = GlaAlgo::Recurrent;
   if (d.dev.is_cpu()) {
     const Support s = gla_supports(a);
     SEQMIX_CHECK_KIND(Unsupported, s.ok, "{}: {}", kOp, s.why);
@@ -111,12 +123,13 @@ void dispatch_fwd(const GlaFwdArgs& a, const Dims& d) {
       gla_chunk_fwd_cuda(a);
     else
       gla_recurrent_fwd_cuda(a);
-#else
-    (void)algo;
 #endif
+    ran = algo;
   }
   a.o.bump_version();
   if (a.ht.defined()) a.ht.bump_version();
+  if (a.gc.defined() && ran == GlaAlgo::Chunked) a.gc.bump_version();
+  return ran;
 }
 
 void dispatch_bwd(const GlaBwdArgs& a, const Dims& d) {
@@ -193,6 +206,7 @@ void gla_fwd(const GlaFwdArgs& a) {
   SEQMIX_CHECK(a.o.defined(), "{}: the output 'o' is required", kOp);
   check_like("o", a.o, a.v.shape(), a.q.dtype(), d.dev);
   check_like("ht", a.ht, d.state(), state_dtype(a.q.dtype()), d.dev);
+  check_gc(a.gc, a.gate, d);
   dispatch_fwd(a, d);
 }
 
@@ -211,6 +225,7 @@ void gla_bwd(const GlaBwdArgs& a) {
     check_like("dg", a.dg, d.g_shape, sd, d.dev);
   }
   check_like("dh0", a.dh0, d.state(), sd, d.dev);
+  check_gc(a.gc, a.gate, d);
   dispatch_bwd(a, d);
 }
 
@@ -235,7 +250,10 @@ std::pair<Variable, Variable> gla(const Variable& q, const Variable& k, const Va
   const Dims d = validate_inputs(fa.q, fa.k, fa.v, fa.g, fa.h0, fa.cu_seqlens, fa.gate, fa.scale);
   fa.o = fa.v.empty_like();
   if (want_final_state) fa.ht = Tensor::empty(d.state(), state_dtype(fa.q.dtype()), d.dev);
-  dispatch_fwd(fa, d);
+  // The chunked forward's cumulative gates are kept for the backward (f32, the size of g; the
+  // forward allocates them anyway, so this only extends their lifetime to the backward's).
+  if (gated(opt.gate) && d.dev.is_cuda()) fa.gc = Tensor::empty(d.g_shape, DType::F32, d.dev);
+  if (dispatch_fwd(fa, d) != GlaAlgo::Chunked) fa.gc = Tensor();
 
   std::vector<Tensor> outs{fa.o};
   if (want_final_state) outs.push_back(fa.ht);
@@ -243,14 +261,15 @@ std::pair<Variable, Variable> gla(const Variable& q, const Variable& k, const Va
   std::vector<Variable> res = record_multi(
       kNode, {&q, &k, &v, &g, &h0}, std::move(outs),
       [sq = SavedTensor(fa.q, kNode), sk = SavedTensor(fa.k, kNode), sv = SavedTensor(fa.v, kNode),
-       sg = SavedTensor(fa.g, kNode), sh0 = SavedTensor(fa.h0, kNode), cu = fa.cu_seqlens, opt,
-       d](const Node& self, TensorList& gr) -> TensorList {
+       sg = SavedTensor(fa.g, kNode), sh0 = SavedTensor(fa.h0, kNode), gc = fa.gc,
+       cu = fa.cu_seqlens, opt, d](const Node& self, TensorList& gr) -> TensorList {
         GlaBwdArgs ba;
         ba.q = sq.get();
         ba.k = sk.get();
         ba.v = sv.get();
         ba.g = sg.get();
         ba.h0 = sh0.get();
+        ba.gc = gc;
         ba.cu_seqlens = cu;
         ba.gate = opt.gate;
         ba.scale = opt.scale;

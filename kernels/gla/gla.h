@@ -48,6 +48,10 @@ struct GlaFwdArgs {
   GlaGate gate = GlaGate::None;
   double scale = 0;  // 0 means 1/sqrt(K)
   GlaAlgo algo = GlaAlgo::Auto;
+  // Out, optional (HeadScalar / KeyVector, f32, shaped like g): the chunk-local cumulative
+  // log-gates, written by the chunked CUDA forward only (other paths leave it untouched), for a
+  // backward with the same arguments to reuse (GlaBwdArgs::gc) instead of recomputing them.
+  Tensor gc;
 };
 
 struct GlaBwdArgs {
@@ -61,6 +65,10 @@ struct GlaBwdArgs {
   GlaGate gate = GlaGate::None;
   double scale = 0;
   GlaAlgo algo = GlaAlgo::Auto;
+  // Optional: GlaFwdArgs::gc as written by the chunked forward with the same q, k, v, g and
+  // cu_seqlens; read by the chunked CUDA backward only (the others ignore it). Undefined: the
+  // backward recomputes the cumulative gates.
+  Tensor gc;
 };
 
 // The scale actually applied: `scale`, or 1/sqrt(K) when it is 0.
@@ -97,8 +105,7 @@ struct GlaOptions {
 // h0: [N, H, K, V] or undefined; cu_seqlens: [N + 1] i64 or undefined. Returns {o, ht}; ht is
 // undefined unless `want_final_state`. Gradients flow to q, k, v, g, h0 (and from ht).
 std::pair<Variable, Variable> gla(const Variable& q, const Variable& k, const Variable& v,
-                                  const Variable& g, const Variable& h0,
-                                  const Tensor& cu_seqlens, const GlaOptions& opt,
-                                  bool want_final_state = false);
+                                  const Variable& g, const Variable& h0, const Tensor& cu_seqlens,
+                                  const GlaOptions& opt, bool want_final_state = false);
 
 }  // namespace seqmix

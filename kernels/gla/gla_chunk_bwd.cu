@@ -1159,15 +1159,16 @@ void gla_chunk_bwd_cuda(const GlaBwdArgs& a) {
     p.dgk2 = dgk2.data<float>();
     p.dgs = dgs.data<float>();
   }
-  Tensor gc;
-  if (a.gate == GlaGate::KeyVector) {
-    gc = Tensor::empty({b * t * h * p.kd}, DType::F32, dev);
-    p.gc = gc.data<float>();
-    gla_chunk::launch_cumsum(p, st);
-  } else if (a.gate == GlaGate::HeadScalar) {
-    gc = Tensor::empty({b * t * h}, DType::F32, dev);
-    p.gc = gc.data<float>();
-    gla_chunk::launch_cumsum(p, st);
+  Tensor gc;  // the forward's (a.gc: reused as is) or recomputed here
+  if (a.gate == GlaGate::KeyVector || a.gate == GlaGate::HeadScalar) {
+    if (a.gc.defined()) {
+      gc = a.gc;
+      p.gc = gc.data<float>();
+    } else {
+      gc = Tensor::empty({b * t * h * (kv ? p.kd : 1)}, DType::F32, dev);
+      p.gc = gc.data<float>();
+      gla_chunk::launch_cumsum(p, st);
+    }
   }
   gla_chunk::launch_states(p, false, st);  // S at every chunk start
   gla_chunk::launch_states(p, true, st);   // dH at every chunk end, dh0

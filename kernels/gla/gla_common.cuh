@@ -53,7 +53,8 @@ struct Params {
   const float* g = nullptr;  // per GlaGate
   // Chunk-local inclusive cumulative log-gate: [rows, H, K] for KeyVector
   // (gla_chunk_fwd_kernel_cumsum), [rows, H] for HeadScalar (gla_chunk_fwd_kernel_cumsum_scalar:
-  // gate_prefix of each chunk's 64 raw gates); read by every later kernel; null for None /
+  // cumsum_scalar kernel's fixed-order sums of each chunk's raw gates); read by every later
+  // kernel; null for None /
   // HeadConst (computed in place).
   const float* gc = nullptr;
   const float* h0 = nullptr;  // [N, H, K, V] or null
@@ -322,24 +323,6 @@ __device__ __forceinline__ void load_gate(float* sb, const Params& p, int64_t h,
       }
     }
   }
-}
-
-// HeadScalar: the inclusive prefix sum of the 64 raw gates at src into dst (may equal src), by one
-// warp in a fixed order (lane l: steps 2l, 2l + 1; a shuffle scan over the lanes' pairs).
-__device__ __forceinline__ void gate_prefix(float* dst, const float* src, int lane) {
-  const float g0 = src[2 * lane], g1 = src[2 * lane + 1];
-  float x = g0 + g1;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const float y = __shfl_up_sync(0xffffffffu, x, o);
-    if (lane >= o) x += y;
-  }
-  float e = __shfl_up_sync(0xffffffffu, x, 1);  // sum of the lanes before
-  if (lane == 0) e = 0.f;
-  __syncwarp();
-  dst[2 * lane] = e + g0;
-  dst[2 * lane + 1] = (e + g0) + g1;
-  __syncwarp();
 }
 
 // Sequence n of chunk slot x (largest n with chunks[n] <= x), or -1 past the last chunk.

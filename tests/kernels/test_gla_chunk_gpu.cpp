@@ -92,8 +92,10 @@ Tensor cpu64(const Tensor& t) {
   return t.defined() ? t.to(Device::cpu(), DType::F64) : t;
 }
 
-// Forward + backward on the GPU (chunked kernels) or the CPU (fp64 reference).
-Outputs run(const Inputs& in, bool gpu, bool with_h0 = true, bool with_dht = true) {
+// Forward + backward on the GPU (chunked kernels) or the CPU (fp64 reference). On the GPU the
+// backward reuses the forward's cumulative gates (as the autograd node does) unless !reuse_gc.
+Outputs run(const Inputs& in, bool gpu, bool with_h0 = true, bool with_dht = true,
+            bool reuse_gc = true) {
   const Device dev = gpu ? kGpu : Device::cpu();
   const DType xt = gpu ? DType::BF16 : DType::F64, st = gpu ? DType::F32 : DType::F64;
   GlaFwdArgs f;
@@ -121,6 +123,10 @@ Outputs run(const Inputs& in, bool gpu, bool with_h0 = true, bool with_dht = tru
   if (has_dg(in.gate)) b.dg = Tensor::empty(f.g.shape(), st, dev);
   b.dh0 = Tensor::empty(in.h0.shape(), st, dev);
   b.gate = in.gate;
+  if (gpu && reuse_gc && has_dg(in.gate)) {
+    f.gc = Tensor::empty(f.g.shape(), DType::F32, dev);
+    b.gc = f.gc;
+  }
   if (gpu) {
     const Support s = gla_chunk_supports(f);
     EXPECT_TRUE(s.ok) << s.why;
@@ -335,13 +341,18 @@ TEST(GlaChunkGpu, BitwiseDeterministic) {
     const Case c{gate, 2, 777, 3, kd, vd};
     const Inputs in = make_inputs(c);
     const Outputs a = run(in, true), b = run(in, true);
-    EXPECT_TRUE(tu::bitwise_equal(a.o, b.o));
-    EXPECT_TRUE(tu::bitwise_equal(a.ht, b.ht));
-    EXPECT_TRUE(tu::bitwise_equal(a.dq, b.dq));
-    EXPECT_TRUE(tu::bitwise_equal(a.dk, b.dk));
-    EXPECT_TRUE(tu::bitwise_equal(a.dv, b.dv));
-    EXPECT_TRUE(tu::bitwise_equal(a.dg, b.dg));
-    EXPECT_TRUE(tu::bitwise_equal(a.dh0, b.dh0));
+    // The backward that recomputes the cumulative gates gives the same bits as the one reusing
+    // the forward's.
+    const Outputs r = run(in, true, true, true, false);
+    for (const Outputs* y : {&b, &r}) {
+      EXPECT_TRUE(tu::bitwise_equal(a.o, y->o));
+      EXPECT_TRUE(tu::bitwise_equal(a.ht, y->ht));
+      EXPECT_TRUE(tu::bitwise_equal(a.dq, y->dq));
+      EXPECT_TRUE(tu::bitwise_equal(a.dk, y->dk));
+      EXPECT_TRUE(tu::bitwise_equal(a.dv, y->dv));
+      EXPECT_TRUE(tu::bitwise_equal(a.dg, y->dg));
+      EXPECT_TRUE(tu::bitwise_equal(a.dh0, y->dh0));
+    }
   }
 }
 

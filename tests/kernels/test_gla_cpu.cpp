@@ -474,6 +474,9 @@ TEST(GlaCpu, RejectsBadArguments) {
   fa.ht = Tensor::empty({b, h, k, v}, DType::F32);
   expect_error([&] { gla_fwd(fa); }, "'ht'");
   fa.ht = Tensor();
+  fa.gc = Tensor::empty({b, t, h}, DType::F32);  // KeyVector's are [B, T, H, K]
+  expect_error([&] { gla_fwd(fa); }, "'gc'");
+  fa.gc = Tensor();
   fa.q = x.q.transpose(1, 2).contiguous().transpose(1, 2);
   expect_error([&] { gla_fwd(fa); }, "contiguous");
   GlaBwdArgs ba;
@@ -486,6 +489,9 @@ TEST(GlaCpu, RejectsBadArguments) {
   ba.gate = GlaGate::HeadConst;
   expect_error([&] { gla_bwd(ba); }, "'dg'");
   ba.dg = Tensor();
+  ba.gc = Tensor::empty({h}, DType::F32);  // no data-dependent gate: nothing to reuse
+  expect_error([&] { gla_bwd(ba); }, "'gc'");
+  ba.gc = Tensor();
   ba.dout = Tensor();
   expect_error([&] { gla_bwd(ba); }, "dout");
   // Every CPU request is supported; the reason is data.

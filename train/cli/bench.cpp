@@ -283,7 +283,14 @@ void add_bench_command(CLI::App& app) {
       g.dq = f.q.empty_like();
       g.dk = f.k.empty_like();
       g.dv = f.v.empty_like();
-      if (gate == GlaGate::HeadScalar || gate == GlaGate::KeyVector) g.dg = f.g.empty_like();
+      if (gate == GlaGate::HeadScalar || gate == GlaGate::KeyVector) {
+        g.dg = f.g.empty_like();
+        // As in training (the autograd node of gla()): the backward reuses the forward's
+        // chunk-local cumulative gates (only the chunked kernels write / read them, and both
+        // passes pick the same algorithm).
+        f.gc = Tensor::empty(f.g.shape(), DType::F32, dev);
+        g.gc = f.gc;
+      }
       const std::string what =
           fmt::format("{} {} B{} T{} H{} K{} V{}", name, dtype_name(dt), B, T, H, K, V);
       // Chunked FLOPs (BT = 64): intra-chunk 2 T BT (K + V) / 2 plus state 4 T K V per head,
