@@ -178,7 +178,8 @@ constexpr int rstates_stage_bytes() {
 template <int K>
 constexpr int rstates_smem_bytes(int stages) {
   return stages * rstates_stage_bytes<K>() + kBT * (K + 8) * 2 + kBT * (kBV + 8) * 2 +
-         2 * kBT * (kBV + 8) * 2 + 2 * K * (kBV + 8) * 2 + 3 * kBT * 4 + 4 * 4;
+         2 * kBT * (kBV + 8) * 2 + 2 * K * (kBV + 8) * 2 + 3 * kBT * 4 + (kStatesThreads / 32) * 4 +
+         kBT * 4;
 }
 
 struct RStage {
@@ -207,9 +208,12 @@ __device__ __forceinline__ RStage rstates_stage(unsigned char* base, int s) {
 // kStages = 2: the previous chunk's K, W, du_in, b, kn are in flight while this chunk runs, and
 // its q, dO while the last product runs; kStages = 1 loads everything at the top of a chunk.
 template <int K, int kStages>
-__global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(const Params p) {
+__global__ void __launch_bounds__(kStatesThreads)
+    delta_rule_chunk_bwd_kernel_states(const Params p) {
   constexpr int kLdK = K + 8, kLdW = K + 4, kLdV = kBV + 8, kLdU = kBV + 4;
-  constexpr int kMT = K / 64;
+  constexpr int NT = kStatesThreads, kNW = NT / 32;
+  constexpr int kMT = K / 64;       // 16-row m-tiles of the state per warp
+  constexpr int kNJ = kBV / 2 / 8;  // 8-column n-tiles per warp (32 columns)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sq = reinterpret_cast<bf16*>(smem_raw + kStages * rstates_stage_bytes<K>());
   bf16* sdo = sq + kBT * kLdK;
@@ -220,40 +224,42 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(c
   float* skf = reinterpret_cast<float*>(slo + K * kLdV);  // kn exp(B − b)
   float* sqf = skf + kBT;                                 // scale qn exp(b)
   float* sqn = sqf + kBT;                                 // qn (cp.async)
-  float* sdp = sqn + kBT;                                 // [4] per-warp parts of sdot
+  float* sdp = sqn + kBT;                                 // [kNW] per-warp parts of sdot
+  float* sxp = sdp + kNW;  // [64] column half 1's part of the X term per row
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
+  const int wr = warp & 3, c0 = (warp >> 2) * (kBV / 2);  // row group, first column
   const int64_t v0 = int64_t(blockIdx.x) * kBV, h = blockIdx.y, n = blockIdx.z;
   const int64_t bos = p.seq[n], eos = p.seq[n + 1];
   const int64_t nc = (eos - bos + kBT - 1) / kBT;
-  const int dbase = warp * (K / 4);
+  const int dbase = wr * (K / 4);
   const int64_t state_off = (n * p.h + h) * K * p.vd;
 
   auto issue_stage = [&](int64_t c) {
     const RStage s = rstates_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
     const int64_t r0 = bos + c * kBT;
-    load_tile<K, true>(s.k, p.k + h * K, r0, eos, p.h * K);
-    load_tile_f32_async<K>(s.w, p.w + h * K, r0, eos, p.h * K);
-    load_tile_f32_async<kBV>(s.dui, p.du_in + h * p.vd + v0, r0, eos, p.h * p.vd);
+    load_tile<K, true, NT>(s.k, p.k + h * K, r0, eos, p.h * K);
+    load_tile_f32_async<K, NT>(s.w, p.w + h * K, r0, eos, p.h * K);
+    load_tile_f32_async<kBV, NT>(s.dui, p.du_in + h * p.vd + v0, r0, eos, p.h * p.vd);
     load_row_scalars_async(s.bc, p.bc, p.h, h, r0, eos);
     load_row_scalars_async(s.kn, p.kn, p.h, h, r0, eos);
   };
   auto issue_q = [&](int64_t c) {
     const int64_t r0 = bos + c * kBT;
-    load_tile<K, true>(sq, p.q + h * K, r0, eos, p.h * K);
-    load_tile<kBV, true>(sdo, p.dout + h * p.vd + v0, r0, eos, p.h * p.vd);
+    load_tile<K, true, NT>(sq, p.q + h * K, r0, eos, p.h * K);
+    load_tile<kBV, true, NT>(sdo, p.dout + h * p.vd + v0, r0, eos, p.h * p.vd);
     load_row_scalars_async(sqn, p.qn, p.h, h, r0, eos);
   };
 
-  float acc[kMT][kBV / 8][4];
+  float acc[kMT][kNJ][4];
 #pragma unroll
   for (int m = 0; m < kMT; ++m)
 #pragma unroll
-    for (int j = 0; j < kBV / 8; ++j)
+    for (int j = 0; j < kNJ; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int d = dbase + 16 * m + gq + (e >> 1) * 8;
-        const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
+        const int64_t v = v0 + c0 + 8 * j + 2 * tq + (e & 1);
         acc[m][j][e] = p.dht ? p.dht[state_off + d * p.vd + v] : 0.f;
       }
 
@@ -278,31 +284,31 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(c
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll
-      for (int j = 0; j < kBV / 8; ++j)
+      for (int j = 0; j < kNJ; ++j)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
           const int d = dbase + 16 * m + gq + r * 8;
           uint32_t hi, lo;
           split_bf16(acc[m][j][2 * r], acc[m][j][2 * r + 1], hi, lo);
-          const int64_t off = hoff + d * p.vd + 8 * j + 2 * tq;
+          const int64_t off = hoff + d * p.vd + c0 + 8 * j + 2 * tq;
           *reinterpret_cast<uint32_t*>(p.dhs + off) = hi;
           if (p.sdot) {
             const float2 sv = *reinterpret_cast<const float2*>(p.hs32 + off);
             dot = fmaf(acc[m][j][2 * r], sv.x, dot);
             dot = fmaf(acc[m][j][2 * r + 1], sv.y, dot);
           }
-          *reinterpret_cast<uint32_t*>(shi + d * kLdV + 8 * j + 2 * tq) = hi;
-          *reinterpret_cast<uint32_t*>(slo + d * kLdV + 8 * j + 2 * tq) = lo;
+          *reinterpret_cast<uint32_t*>(shi + d * kLdV + c0 + 8 * j + 2 * tq) = hi;
+          *reinterpret_cast<uint32_t*>(slo + d * kLdV + c0 + 8 * j + 2 * tq) = lo;
         }
     // U (hi + lo) at this thread's dU fragment positions, for the X term of db (with dg only).
-    uint32_t uhi[kBV / 8][2], ulo[kBV / 8][2];
+    uint32_t uhi[kNJ][2], ulo[kNJ][2];
     if (p.xs) {
 #pragma unroll
-      for (int j = 0; j < kBV / 8; ++j)
+      for (int j = 0; j < kNJ; ++j)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          const int64_t row = r0 + 16 * warp + gq + 8 * r;
-          const int64_t off = (row * p.h + h) * p.vd + v0 + 8 * j + 2 * tq;
+          const int64_t row = r0 + 16 * wr + gq + 8 * r;
+          const int64_t off = (row * p.h + h) * p.vd + v0 + c0 + 8 * j + 2 * tq;
           uhi[j][r] = row < eos ? *reinterpret_cast<const uint32_t*>(p.u + off) : 0u;
           ulo[j][r] = row < eos ? *reinterpret_cast<const uint32_t*>(p.ul + off) : 0u;
         }
@@ -314,8 +320,11 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(c
     cp_async_wait<0>();
     __syncthreads();  // chunk c's tiles visible; every read of the stage of chunk c + 1 is done
     if (p.sdot && tid == 0)
-      p.sdot[((p.chunks[n] + c) * p.h + h) * (p.vd / kBV) + blockIdx.x] =
-          ((sdp[0] + sdp[1]) + sdp[2]) + sdp[3];
+      p.sdot[((p.chunks[n] + c) * p.h + h) * (p.vd / kBV) + blockIdx.x] = [&] {
+        float x = 0.f;
+        for (int w = 0; w < kNW; ++w) x += sdp[w];  // warp order: deterministic
+        return x;
+      }();
     if (kStages == 2 && c > 0) {
       issue_stage(c - 1);
       cp_async_commit();
@@ -334,22 +343,22 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(c
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll
-      for (int j = 0; j < kBV / 8; ++j)
+      for (int j = 0; j < kNJ; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[m][j][e] *= decay;
     {
       auto fq = [&](int d, int t) { return ld_bf16(sq + t * kLdK + d) * sqf[t]; };
 #pragma unroll
       for (int kk = 0; kk < kBT / 16; ++kk) {
-        uint32_t bo[kBV / 16][4];
+        uint32_t bo[kNJ / 2][4];
 #pragma unroll
-        for (int jj = 0; jj < kBV / 16; ++jj) load_b(bo[jj], sdo, kLdV, 16 * kk, 16 * jj, lane);
+        for (int jj = 0; jj < kNJ / 2; ++jj) load_b(bo[jj], sdo, kLdV, 16 * kk, c0 + 16 * jj, lane);
 #pragma unroll
         for (int m = 0; m < kMT; ++m) {
           uint32_t aqh[4], aql[4];
           frag_a_split(aqh, aql, fq, dbase + 16 * m, 16 * kk, gq, tq);
 #pragma unroll
-          for (int jj = 0; jj < kBV / 16; ++jj) {
+          for (int jj = 0; jj < kNJ / 2; ++jj) {
             mma_16816(acc[m][2 * jj], aqh, bo[jj][0], bo[jj][1]);
             mma_16816(acc[m][2 * jj + 1], aqh, bo[jj][2], bo[jj][3]);
             mma_16816(acc[m][2 * jj], aql, bo[jj][0], bo[jj][1]);
@@ -359,23 +368,24 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(c
       }
     }
     // dU rows 16 warp..: (K̂ ⊙ exp(B − b)) dS_{c+1} + du_in (du_in is zero past the end).
-    float ua[kBV / 8][4];
+    float ua[kNJ][4];
 #pragma unroll
-    for (int j = 0; j < kBV / 8; ++j) ua[j][0] = ua[j][1] = ua[j][2] = ua[j][3] = 0.f;
+    for (int j = 0; j < kNJ; ++j) ua[j][0] = ua[j][1] = ua[j][2] = ua[j][3] = 0.f;
     auto fk = [&](int t, int i) { return ld_bf16(s.k + t * kLdK + i) * skf[t]; };
 #pragma unroll
     for (int kk = 0; kk < K / 16; ++kk) {
       uint32_t ah[4], al[4];
-      frag_a_split(ah, al, fk, 16 * warp, 16 * kk, gq, tq);
+      frag_a_split(ah, al, fk, 16 * wr, 16 * kk, gq, tq);
 #pragma unroll
-      for (int jj = 0; jj < kBV / 16; ++jj) {
+      for (int jj = 0; jj < kNJ / 2; ++jj) {
         uint32_t bh[4], bl[4];
-        load_b(bh, shi, kLdV, 16 * kk, 16 * jj, lane);
-        load_b(bl, slo, kLdV, 16 * kk, 16 * jj, lane);
+        load_b(bh, shi, kLdV, 16 * kk, c0 + 16 * jj, lane);
+        load_b(bl, slo, kLdV, 16 * kk, c0 + 16 * jj, lane);
         mma_split(ua[2 * jj], ah, al, bh[0], bh[1], bl[0], bl[1]);
         mma_split(ua[2 * jj + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
       }
     }
+    float xpart[2] = {0.f, 0.f};
     if (p.xs) {
       // X term of db for this V slice: U_s · (K̂ ⊙ exp(B − b))_s dS_{c+1}, both ~fp32 (the bf16
       // dS_{c+1} of the gradient kernel made this the largest error of dg).
@@ -383,43 +393,50 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(c
       for (int r = 0; r < 2; ++r) {
         float x = 0.f;
 #pragma unroll
-        for (int j = 0; j < kBV / 8; ++j) {
+        for (int j = 0; j < kNJ; ++j) {
           const float2 hv = unpack_bf16(uhi[j][r]), lv = unpack_bf16(ulo[j][r]);
           x = fmaf(hv.x + lv.x, ua[j][2 * r], x);
           x = fmaf(hv.y + lv.y, ua[j][2 * r + 1], x);
         }
-        x = quad_sum(x);
-        const int64_t row = r0 + 16 * warp + gq + 8 * r;
-        if (tq == 0 && row < eos) p.xs[(row * p.h + h) * (p.vd / kBV) + blockIdx.x] = x;
+        xpart[r] = quad_sum(x);  // this column half's part; half 1's goes through sxp
+        if (c0 != 0 && tq == 0) sxp[16 * wr + gq + 8 * r] = xpart[r];
       }
     }
 #pragma unroll
-    for (int j = 0; j < kBV / 8; ++j)
+    for (int j = 0; j < kNJ; ++j)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const float2 val = *reinterpret_cast<const float2*>(
-            s.dui + (16 * warp + gq + 8 * r) * kLdU + 8 * j + 2 * tq);
+        const float2 val = *reinterpret_cast<const float2*>(s.dui + (16 * wr + gq + 8 * r) * kLdU +
+                                                            c0 + 8 * j + 2 * tq);
         ua[j][2 * r] += val.x;
         ua[j][2 * r + 1] += val.y;
       }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const int t = 16 * warp + gq + 8 * r;
+      const int t = 16 * wr + gq + 8 * r;
       const int64_t row = r0 + t;
 #pragma unroll
-      for (int j = 0; j < kBV / 8; ++j) {
+      for (int j = 0; j < kNJ; ++j) {
         uint32_t hi, lo;
         split_bf16(ua[j][2 * r], ua[j][2 * r + 1], hi, lo);
-        *reinterpret_cast<uint32_t*>(sduh + t * kLdV + 8 * j + 2 * tq) = hi;
-        *reinterpret_cast<uint32_t*>(sdul + t * kLdV + 8 * j + 2 * tq) = lo;
+        *reinterpret_cast<uint32_t*>(sduh + t * kLdV + c0 + 8 * j + 2 * tq) = hi;
+        *reinterpret_cast<uint32_t*>(sdul + t * kLdV + c0 + 8 * j + 2 * tq) = lo;
         if (row < eos) {
-          const int64_t off = (row * p.h + h) * p.vd + v0 + 8 * j + 2 * tq;
+          const int64_t off = (row * p.h + h) * p.vd + v0 + c0 + 8 * j + 2 * tq;
           *reinterpret_cast<uint32_t*>(p.duh + off) = hi;
           *reinterpret_cast<uint32_t*>(p.dul + off) = lo;
         }
       }
     }
     __syncthreads();  // dU complete; q, dO, qn and dS_{c+1}'s split copy no longer read
+    if (p.xs && c0 == 0 && tq == 0) {  // the X term: column half 0 + half 1, fixed order
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int t = 16 * wr + gq + 8 * r;
+        const int64_t row = r0 + t;
+        if (row < eos) p.xs[(row * p.h + h) * (p.vd / kBV) + blockIdx.x] = xpart[r] + sxp[t];
+      }
+    }
     if (kStages == 2 && c > 0) {
       issue_q(c - 1);
       cp_async_commit();
@@ -428,18 +445,18 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(c
     auto fw = [&](int d, int t) { return -s.w[t * kLdW + d]; };
 #pragma unroll
     for (int kk = 0; kk < kBT / 16; ++kk) {
-      uint32_t buh[kBV / 16][4], bul[kBV / 16][4];
+      uint32_t buh[kNJ / 2][4], bul[kNJ / 2][4];
 #pragma unroll
-      for (int jj = 0; jj < kBV / 16; ++jj) {
-        load_b(buh[jj], sduh, kLdV, 16 * kk, 16 * jj, lane);
-        load_b(bul[jj], sdul, kLdV, 16 * kk, 16 * jj, lane);
+      for (int jj = 0; jj < kNJ / 2; ++jj) {
+        load_b(buh[jj], sduh, kLdV, 16 * kk, c0 + 16 * jj, lane);
+        load_b(bul[jj], sdul, kLdV, 16 * kk, c0 + 16 * jj, lane);
       }
 #pragma unroll
       for (int m = 0; m < kMT; ++m) {
         uint32_t awh[4], awl[4];
         frag_a_split(awh, awl, fw, dbase + 16 * m, 16 * kk, gq, tq);
 #pragma unroll
-        for (int jj = 0; jj < kBV / 16; ++jj) {
+        for (int jj = 0; jj < kNJ / 2; ++jj) {
           mma_split(acc[m][2 * jj], awh, awl, buh[jj][0], buh[jj][1], bul[jj][0], bul[jj][1]);
           mma_split(acc[m][2 * jj + 1], awh, awl, buh[jj][2], buh[jj][3], bul[jj][2], bul[jj][3]);
         }
@@ -451,11 +468,11 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states(c
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll
-      for (int j = 0; j < kBV / 8; ++j)
+      for (int j = 0; j < kNJ; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int d = dbase + 16 * m + gq + (e >> 1) * 8;
-          const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
+          const int64_t v = v0 + c0 + 8 * j + 2 * tq + (e & 1);
           p.dh0[state_off + d * p.vd + v] = acc[m][j][e];
         }
   }
@@ -1865,7 +1882,7 @@ void launch_rstates(const Params& p, cudaStream_t st) {
   constexpr int smem = rstates_smem_bytes<K>(kStages);
   auto kern = delta_rule_chunk_bwd_kernel_states<K, kStages>;
   kern::ensure_dynamic_smem(kern, smem);
-  kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kThreads, smem, st>>>(p);
+  kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kStatesThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
 

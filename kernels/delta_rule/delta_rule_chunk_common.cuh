@@ -31,6 +31,8 @@ using gla_chunk::frag_a;
 using gla_chunk::frag_b;
 using gla_chunk::kBT;
 using gla_chunk::kThreads;
+// Threads of the scalar-gate state passes (forward and reverse): 8 warps, see the forward's.
+constexpr int kStatesThreads = 256;
 using gla_chunk::ld_bf16;
 using gla_chunk::load_a;
 using gla_chunk::load_b;
@@ -159,10 +161,10 @@ __device__ __forceinline__ float2 unpack_bf16(uint32_t x) {
 }
 
 // cp.async of a [K][V] bf16 state (row stride V) into smem [K][V + 8]. The caller commits, waits.
-template <int K, int V>
+template <int K, int V, int NT = kThreads>
 __device__ __forceinline__ void load_state_async(bf16* s, const bf16* src) {
   constexpr int kC = V / 8;
-  for (int idx = threadIdx.x; idx < K * kC; idx += kThreads) {
+  for (int idx = threadIdx.x; idx < K * kC; idx += NT) {
     const int r = idx / kC, c = 8 * (idx % kC);
     cp_async16(s + r * (V + 8) + c, src + int64_t(r) * V + c, true);
   }
@@ -177,11 +179,11 @@ __device__ __forceinline__ void cp_async4z(void* sdst, const void* gsrc, bool va
 
 // cp.async of rows [r0, r0 + 64) of an fp32 head slice (W floats wide, row stride `stride`)
 // into smem [64][W + 4] (fp32, unconverted); rows >= r1 are zero. The caller commits and waits.
-template <int W>
+template <int W, int NT = kThreads>
 __device__ __forceinline__ void load_tile_f32_async(float* s, const float* base, int64_t r0,
                                                     int64_t r1, int64_t stride) {
   constexpr int kC = W / 4;
-  for (int idx = threadIdx.x; idx < kBT * kC; idx += kThreads) {
+  for (int idx = threadIdx.x; idx < kBT * kC; idx += NT) {
     const int r = idx / kC, c = 4 * (idx % kC);
     const bool ok = r0 + r < r1;
     cp_async16(s + r * (W + 4) + c, base + (ok ? (r0 + r) * stride + c : 0), ok);

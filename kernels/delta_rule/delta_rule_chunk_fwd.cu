@@ -233,13 +233,20 @@ __device__ __forceinline__ StatesStage states_stage(unsigned char* base, int s) 
 // One block per (V slice, head, sequence), sequential over the chunks: hs, U, ht. Every product
 // of the recurrence runs in split bf16 (hi + lo, three mma): U = Ũ − W S cancels strongly when
 // the state predicts v well, and the state update accumulates over the whole sequence.
+// 8 warps (kStatesThreads): warp w owns rows [16 (w % 4), +16) of U and state rows
+// [(w % 4) K / 4, +K / 4), both in the 32 columns [32 (w / 4), +32) of the V slice, so a chunk's
+// products are spread over two warps per SM sub-partition (the loop is latency-bound: with 4
+// warps, at K = 128, one warp per sub-partition ran every product of a chunk in sequence).
 // kStages = 2: the next chunk's tiles (W, K, Ũ, b, kn) are in flight (cp.async) while this chunk
 // is computed, so the sequential loop waits on no global load; kStages = 1 (devices with less
 // shared memory) loads each chunk's tiles at the top of its iteration.
 template <int K, int kStages>
-__global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states(const Params p) {
+__global__ void __launch_bounds__(kStatesThreads)
+    delta_rule_chunk_fwd_kernel_states(const Params p) {
+  constexpr int NT = kStatesThreads;
   constexpr int kLdK = K + 8, kLdW = K + 4, kLdV = kBV + 8, kLdU = kBV + 4;
-  constexpr int kMT = K / 64;  // 16-row m-tiles of the state per warp
+  constexpr int kMT = K / 64;       // 16-row m-tiles of the state per warp
+  constexpr int kNJ = kBV / 2 / 8;  // 8-column n-tiles per warp (32 columns)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* shi = reinterpret_cast<bf16*>(smem_raw + kStages * states_stage_bytes<K>());
   bf16* slo = shi + K * kLdV;  // S split into bf16 hi + lo
@@ -248,32 +255,33 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states(c
   float* skf = reinterpret_cast<float*>(sul + kBT * kLdV);  // kn exp(B − b) per row
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
+  const int wr = warp & 3, c0 = (warp >> 2) * (kBV / 2);  // row group, first column
   const int64_t v0 = int64_t(blockIdx.x) * kBV, h = blockIdx.y, n = blockIdx.z;
   const int64_t bos = p.seq[n], eos = p.seq[n + 1];
   const int64_t nc = (eos - bos + kBT - 1) / kBT;
-  const int dbase = warp * (K / 4);
+  const int dbase = wr * (K / 4);
   const int64_t state_off = (n * p.h + h) * K * p.vd;
 
   auto issue = [&](int64_t c) {
     const StatesStage s = states_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
     const int64_t r0 = bos + c * kBT;
-    load_tile_f32_async<K>(s.w, p.w + h * K, r0, eos, p.h * K);
-    load_tile<K, true>(s.k, p.k + h * K, r0, eos, p.h * K);
-    load_tile_f32_async<kBV>(s.ut, p.ut + h * p.vd + v0, r0, eos, p.h * p.vd);
+    load_tile_f32_async<K, NT>(s.w, p.w + h * K, r0, eos, p.h * K);
+    load_tile<K, true, NT>(s.k, p.k + h * K, r0, eos, p.h * K);
+    load_tile_f32_async<kBV, NT>(s.ut, p.ut + h * p.vd + v0, r0, eos, p.h * p.vd);
     load_row_scalars_async(s.bc, p.bc, p.h, h, r0, eos);
     load_row_scalars_async(s.kn, p.kn, p.h, h, r0, eos);
     cp_async_commit();
   };
 
-  float acc[kMT][kBV / 8][4];
+  float acc[kMT][kNJ][4];
 #pragma unroll
   for (int m = 0; m < kMT; ++m)
 #pragma unroll
-    for (int j = 0; j < kBV / 8; ++j)
+    for (int j = 0; j < kNJ; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int d = dbase + 16 * m + gq + (e >> 1) * 8;
-        const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
+        const int64_t v = v0 + c0 + 8 * j + 2 * tq + (e & 1);
         acc[m][j][e] = p.h0 ? p.h0[state_off + d * p.vd + v] : 0.f;
       }
 
@@ -291,19 +299,19 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states(c
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll
-      for (int j = 0; j < kBV / 8; ++j)
+      for (int j = 0; j < kNJ; ++j)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          const int d = dbase + 16 * m + gq + r * 8;
+          const int d = dbase + 16 * m + gq + r * 8, col = c0 + 8 * j + 2 * tq;
           uint32_t hi, lo;
           split_bf16(acc[m][j][2 * r], acc[m][j][2 * r + 1], hi, lo);
-          const int64_t off = hoff + d * p.vd + 8 * j + 2 * tq;
+          const int64_t off = hoff + d * p.vd + col;
           *reinterpret_cast<uint32_t*>(p.hs + off) = hi;
           if (p.hs32)
             *reinterpret_cast<float2*>(p.hs32 + off) =
                 make_float2(acc[m][j][2 * r], acc[m][j][2 * r + 1]);
-          *reinterpret_cast<uint32_t*>(shi + d * kLdV + 8 * j + 2 * tq) = hi;
-          *reinterpret_cast<uint32_t*>(slo + d * kLdV + 8 * j + 2 * tq) = lo;
+          *reinterpret_cast<uint32_t*>(shi + d * kLdV + col) = hi;
+          *reinterpret_cast<uint32_t*>(slo + d * kLdV + col) = lo;
         }
     cp_async_wait<0>();
     __syncthreads();  // chunk c's tiles and S_c visible; every read of chunk c − 1 is done
@@ -311,42 +319,43 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states(c
     const StatesStage s = states_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
     const float blast = s.bc[valid - 1];
     if (tid < kBT) skf[tid] = tid < valid ? s.kn[tid] * __expf(blast - s.bc[tid]) : 0.f;
-    // U rows 16 warp.. : −(−Ũ + W S) (Ũ is zero past the end).
-    float ua[kBV / 8][4];
+    // U rows 16 wr.., columns c0..: −(−Ũ + W S) (Ũ is zero past the end).
+    float ua[kNJ][4];
 #pragma unroll
-    for (int j = 0; j < kBV / 8; ++j)
+    for (int j = 0; j < kNJ; ++j)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const float2 val = *reinterpret_cast<const float2*>(s.ut + (16 * warp + gq + 8 * r) * kLdU +
-                                                            8 * j + 2 * tq);
+        const float2 val = *reinterpret_cast<const float2*>(s.ut + (16 * wr + gq + 8 * r) * kLdU +
+                                                            c0 + 8 * j + 2 * tq);
         ua[j][2 * r] = -val.x;
         ua[j][2 * r + 1] = -val.y;
       }
 #pragma unroll
     for (int kk = 0; kk < K / 16; ++kk) {
       uint32_t ah[4], al[4];
-      frag_a_split_f32(ah, al, s.w, kLdW, 16 * warp, 16 * kk, gq, tq);
+      frag_a_split_f32(ah, al, s.w, kLdW, 16 * wr, 16 * kk, gq, tq);
 #pragma unroll
-      for (int jj = 0; jj < kBV / 16; ++jj) {
+      for (int jj = 0; jj < kNJ / 2; ++jj) {
         uint32_t bh[4], bl[4];
-        load_b(bh, shi, kLdV, 16 * kk, 16 * jj, lane);
-        load_b(bl, slo, kLdV, 16 * kk, 16 * jj, lane);
+        load_b(bh, shi, kLdV, 16 * kk, c0 + 16 * jj, lane);
+        load_b(bl, slo, kLdV, 16 * kk, c0 + 16 * jj, lane);
         mma_split(ua[2 * jj], ah, al, bh[0], bh[1], bl[0], bl[1]);
         mma_split(ua[2 * jj + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
       }
     }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const int t = 16 * warp + gq + 8 * r;
+      const int t = 16 * wr + gq + 8 * r;
       const int64_t row = r0 + t;
 #pragma unroll
-      for (int j = 0; j < kBV / 8; ++j) {
+      for (int j = 0; j < kNJ; ++j) {
+        const int col = c0 + 8 * j + 2 * tq;
         uint32_t hi, lo;
         split_bf16(-ua[j][2 * r], -ua[j][2 * r + 1], hi, lo);
-        *reinterpret_cast<uint32_t*>(suh + t * kLdV + 8 * j + 2 * tq) = hi;
-        *reinterpret_cast<uint32_t*>(sul + t * kLdV + 8 * j + 2 * tq) = lo;
+        *reinterpret_cast<uint32_t*>(suh + t * kLdV + col) = hi;
+        *reinterpret_cast<uint32_t*>(sul + t * kLdV + col) = lo;
         if (row < eos) {
-          const int64_t off = (row * p.h + h) * p.vd + v0 + 8 * j + 2 * tq;
+          const int64_t off = (row * p.h + h) * p.vd + v0 + col;
           *reinterpret_cast<uint32_t*>(p.u + off) = hi;
           if (p.ul) *reinterpret_cast<uint32_t*>(p.ul + off) = lo;
         }
@@ -357,25 +366,25 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states(c
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll
-      for (int j = 0; j < kBV / 8; ++j)
+      for (int j = 0; j < kNJ; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[m][j][e] *= decay;
     // S += (K̂ ⊙ exp(B − b))ᵀ U: A[d][t] = k_td kn_t exp(B − b_t).
     auto fa = [&](int d, int t) { return ld_bf16(s.k + t * kLdK + d) * skf[t]; };
 #pragma unroll
     for (int kk = 0; kk < kBT / 16; ++kk) {
-      uint32_t bh[kBV / 16][4], bl[kBV / 16][4];
+      uint32_t bh[kNJ / 2][4], bl[kNJ / 2][4];
 #pragma unroll
-      for (int jj = 0; jj < kBV / 16; ++jj) {
-        load_b(bh[jj], suh, kLdV, 16 * kk, 16 * jj, lane);
-        load_b(bl[jj], sul, kLdV, 16 * kk, 16 * jj, lane);
+      for (int jj = 0; jj < kNJ / 2; ++jj) {
+        load_b(bh[jj], suh, kLdV, 16 * kk, c0 + 16 * jj, lane);
+        load_b(bl[jj], sul, kLdV, 16 * kk, c0 + 16 * jj, lane);
       }
 #pragma unroll
       for (int m = 0; m < kMT; ++m) {
         uint32_t ah[4], al[4];
         frag_a_split(ah, al, fa, dbase + 16 * m, 16 * kk, gq, tq);
 #pragma unroll
-        for (int jj = 0; jj < kBV / 16; ++jj) {
+        for (int jj = 0; jj < kNJ / 2; ++jj) {
           mma_split(acc[m][2 * jj], ah, al, bh[jj][0], bh[jj][1], bl[jj][0], bl[jj][1]);
           mma_split(acc[m][2 * jj + 1], ah, al, bh[jj][2], bh[jj][3], bl[jj][2], bl[jj][3]);
         }
@@ -387,11 +396,11 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states(c
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll
-      for (int j = 0; j < kBV / 8; ++j)
+      for (int j = 0; j < kNJ; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int d = dbase + 16 * m + gq + (e >> 1) * 8;
-          const int64_t v = v0 + 8 * j + 2 * tq + (e & 1);
+          const int64_t v = v0 + c0 + 8 * j + 2 * tq + (e & 1);
           p.ht[state_off + d * p.vd + v] = acc[m][j][e];
         }
   }
@@ -1017,7 +1026,7 @@ void launch_states_s(const Params& p, cudaStream_t st) {
   constexpr int smem = states_smem_bytes<K>(kStages);
   auto kern = delta_rule_chunk_fwd_kernel_states<K, kStages>;
   kern::ensure_dynamic_smem(kern, smem);
-  kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kThreads, smem, st>>>(p);
+  kern<<<dim3(unsigned(p.vd / kBV), unsigned(p.h), unsigned(p.n)), kStatesThreads, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
 
