@@ -1,8 +1,8 @@
 // Gated linear attention family: validation (shapes per gate mode, dtypes, devices, contiguity,
 // cu_seqlens checked on the host; errors name the operand), algorithm choice and device dispatch,
-// and the autograd node of gla(...) (saves q, k, v, g, h0 and, on the chunked path with a learnable
-// data-dependent gate, the forward's chunk-local cumulative gates; the backward recomputes the
-// states).
+// and the autograd node of gla(...) (saves q, k, v, g, h0 and, when the forward ran the chunked
+// CUDA kernels with a data-dependent gate, its chunk-local cumulative gates; the backward
+// recomputes the states).
 //   S_t = exp(g_t) ⊙ S_{t-1} + k_tᵀ v_t,  o_t = scale · q_t S_t    (see gla.h and README.md)
 #include <cmath>
 #include <cstdint>
