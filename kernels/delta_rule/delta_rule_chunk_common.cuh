@@ -160,11 +160,12 @@ __device__ __forceinline__ float2 unpack_bf16(uint32_t x) {
   return __bfloat1622float2(v);
 }
 
-// cp.async of a [K][V] bf16 state (row stride V) into smem [K][V + 8]. The caller commits, waits.
+// cp.async of a [K][V] bf16 state (row stride V) into smem [K][V + 8] by the NT threads
+// [first, first + NT) of the block. The caller commits, waits.
 template <int K, int V, int NT = kThreads>
-__device__ __forceinline__ void load_state_async(bf16* s, const bf16* src) {
+__device__ __forceinline__ void load_state_async(bf16* s, const bf16* src, int first = 0) {
   constexpr int kC = V / 8;
-  for (int idx = threadIdx.x; idx < K * kC; idx += NT) {
+  for (int idx = int(threadIdx.x) - first; idx < K * kC; idx += NT) {
     const int r = idx / kC, c = 8 * (idx % kC);
     cp_async16(s + r * (V + 8) + c, src + int64_t(r) * V + c, true);
   }
