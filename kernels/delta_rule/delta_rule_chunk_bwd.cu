@@ -104,10 +104,12 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_dui(cons
   if (n < 0) return;
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
-  load_tile<K>(sq, p.q + h * K, r0, r1, p.h * K);
-  load_tile<K>(sk, p.k + h * K, r0, r1, p.h * K);
-  load_tile<V>(sdo, p.dout + h * V, r0, r1, p.h * V);
+  load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
+  load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<V, true>(sdo, p.dout + h * V, r0, r1, p.h * V);
+  cp_async_commit();
   load_scalars(sb, skn, p, h, r0, valid);
+  cp_async_wait<0>();
   __syncthreads();
   row_norms<K>(sqn, sq, valid, p.l2);
   __syncthreads();

@@ -218,17 +218,21 @@ __device__ __forceinline__ void frag_a_split_f32(uint32_t (&hi)[4], uint32_t (&l
 }
 
 // Chunk-local inclusive cumulative log-gate of rows [r0, r0 + 64) into sb (rows >= r1 add 0);
-// beta into sbeta (0 past the end). Thread 0 scans (64 adds).
+// beta into sbeta (0 past the end). The log-gates are loaded in parallel, then thread 0 scans
+// them in shared memory (64 adds in row order). All threads must call it; the caller syncs
+// before reading sb.
 __device__ __forceinline__ void load_rows(float* sb, float* sbeta, const Params& p, int64_t h,
                                           int64_t r0, int64_t r1) {
   if (threadIdx.x < kBT) {
     const int64_t r = r0 + threadIdx.x;
     sbeta[threadIdx.x] = r < r1 ? p.beta[r * p.h + h] : 0.f;
+    sb[threadIdx.x] = p.g && r < r1 ? p.g[r * p.h + h] : 0.f;
   }
+  __syncthreads();
   if (threadIdx.x == 0) {
     float acc = 0.f;
     for (int t = 0; t < kBT; ++t) {
-      if (p.g && r0 + t < r1) acc += p.g[(r0 + t) * p.h + h];
+      acc += sb[t];
       sb[t] = acc;
     }
   }

@@ -39,50 +39,79 @@ __global__ void delta_rule_chunk_fwd_kernel_index(const int64_t* cu, int64_t t, 
 
 constexpr int kLdT = kBT + 1;  // fp32 64x64 tiles in shared memory
 
+// Block row I (1..3) of T = (I + A)⁻¹ once the block rows above are final: X_Ij = Σ_{j <= k < I}
+// A_Ik T_kj for every block j < I (kept in the unused upper triangle of sa), then T_Ij = −T_II
+// X_Ij. Thread (a = tid / 8, columns b, b + 1 with b = 2 (tid % 8)) of every 16 x 16 block j < I at
+// once (independent accumulators, fixed summation order). All threads must call it.
+template <int I>
+__device__ __forceinline__ void invert_block_row(float* sa, float* stm) {
+  const int a = threadIdx.x >> 3, b = 2 * (threadIdx.x & 7);
+  float x[I][2];
+#pragma unroll
+  for (int j = 0; j < I; ++j) x[j][0] = x[j][1] = 0.f;
+#pragma unroll
+  for (int m = 0; m < 16 * I; ++m) {
+    const float av = sa[(16 * I + a) * kLdT + m];
+#pragma unroll
+    for (int j = 0; j < I; ++j)
+      if (m >= 16 * j) {
+        x[j][0] = fmaf(av, stm[m * kLdT + 16 * j + b], x[j][0]);
+        x[j][1] = fmaf(av, stm[m * kLdT + 16 * j + b + 1], x[j][1]);
+      }
+  }
+#pragma unroll
+  for (int j = 0; j < I; ++j) {
+    sa[(16 * j + a) * kLdT + 16 * I + b] = x[j][0];
+    sa[(16 * j + a) * kLdT + 16 * I + b + 1] = x[j][1];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int j = 0; j < I; ++j) x[j][0] = x[j][1] = 0.f;
+#pragma unroll
+  for (int m = 0; m < 16; ++m) {  // T_II is unit lower (zeros above its diagonal)
+    const float tv = stm[(16 * I + a) * kLdT + 16 * I + m];
+#pragma unroll
+    for (int j = 0; j < I; ++j) {
+      x[j][0] = fmaf(tv, sa[(16 * j + m) * kLdT + 16 * I + b], x[j][0]);
+      x[j][1] = fmaf(tv, sa[(16 * j + m) * kLdT + 16 * I + b + 1], x[j][1]);
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < I; ++j) {
+    stm[(16 * I + a) * kLdT + 16 * j + b] = -x[j][0];
+    stm[(16 * I + a) * kLdT + 16 * j + b + 1] = -x[j][1];
+  }
+  __syncthreads();
+}
+
 // T = (I + A)⁻¹ for a strictly lower triangular fp32 A (sa, [64][kLdT]) into stm, blockwise with
-// 16x16 blocks: each diagonal block by forward substitution (one thread per column, no
-// synchronisation: column j of a unit-lower inverse needs only column j), then block rows
-// i = 1..3: X_ij = Σ_{j <= k < i} A_ik T_kj, T_ij = −T_ii X_ij. X is kept in the (unused) upper
-// triangle of sa. Every sum has a fixed order (deterministic). All threads must call it.
+// 16x16 blocks. Diagonal blocks: thread (block d = tid / 16, column j = tid % 16) keeps column j
+// of T_dd in registers and solves (I + A_dd) t = e_j right-looking (once t[m] is final it is
+// subtracted from every later row: independent FMAs, block-uniform A loads; the rows above j
+// stay exact zeros). Then block rows 1..3 (invert_block_row). The blocks above the diagonal are
+// zero. Every sum has a fixed order (deterministic). All threads must call it.
 __device__ __forceinline__ void invert_unit_lower(float* sa, float* stm) {
   const int tid = threadIdx.x;
   for (int idx = tid; idx < kBT * kBT; idx += kThreads) {
     const int r = idx / kBT, c = idx % kBT;
-    if (c > r || (r >> 4) != (c >> 4)) stm[r * kLdT + c] = 0.f;
+    if ((r >> 4) < (c >> 4)) stm[r * kLdT + c] = 0.f;
   }
   if (tid < kBT) {
-    const int base = tid & ~15, j = tid & 15, c = base + j;
-    for (int i = 0; i < 16; ++i) {
-      float val = i == j ? 1.f : 0.f;
-      if (i > j) {
-        float acc = 0.f;
-        for (int m = j; m < i; ++m)
-          acc = fmaf(sa[(base + i) * kLdT + base + m], stm[(base + m) * kLdT + c], acc);
-        val = -acc;
-      }
-      if (i >= j) stm[(base + i) * kLdT + c] = val;
-    }
+    const int base = tid & ~15, j = tid & 15;
+    float t[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) t[i] = i == j ? 1.f : 0.f;
+#pragma unroll
+    for (int m = 0; m < 15; ++m)
+#pragma unroll
+      for (int i = m + 1; i < 16; ++i) t[i] = fmaf(-sa[(base + i) * kLdT + base + m], t[m], t[i]);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) stm[(base + i) * kLdT + base + j] = t[i];
   }
   __syncthreads();
-  for (int bi = 1; bi < 4; ++bi) {
-    for (int idx = tid; idx < bi * 256; idx += kThreads) {
-      const int bj = idx >> 8, a = (idx >> 4) & 15, b = idx & 15;
-      const int r = 16 * bi + a, c = 16 * bj + b;
-      float acc = 0.f;
-      for (int m = 16 * bj; m < 16 * bi; ++m) acc = fmaf(sa[r * kLdT + m], stm[m * kLdT + c], acc);
-      sa[(16 * bj + a) * kLdT + 16 * bi + b] = acc;  // X_ij[a][b], upper triangle
-    }
-    __syncthreads();
-    for (int idx = tid; idx < bi * 256; idx += kThreads) {
-      const int bj = idx >> 8, a = (idx >> 4) & 15, b = idx & 15;
-      float acc = 0.f;
-      for (int m = 0; m <= a; ++m)
-        acc = fmaf(stm[(16 * bi + a) * kLdT + 16 * bi + m], sa[(16 * bj + m) * kLdT + 16 * bi + b],
-                   acc);
-      stm[(16 * bi + a) * kLdT + 16 * bj + b] = -acc;
-    }
-    __syncthreads();
-  }
+  invert_block_row<1>(sa, stm);
+  invert_block_row<2>(sa, stm);
+  invert_block_row<3>(sa, stm);
 }
 
 template <int K, int V>
@@ -110,9 +139,11 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep(con
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
-  load_tile<K>(sk, p.k + h * K, r0, r1, p.h * K);
-  load_tile<V>(sv, p.v + h * V, r0, r1, p.h * V);
+  load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<V, true>(sv, p.v + h * V, r0, r1, p.h * V);
+  cp_async_commit();
   load_rows(sb, sbeta, p, h, r0, r1);
+  cp_async_wait<0>();
   __syncthreads();
   row_norms<K>(skn, sk, valid, p.l2);
   __syncthreads();
@@ -575,13 +606,15 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep_kv(
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
-  load_tile<K>(sk, p.k + h * K, r0, r1, p.h * K);
-  load_tile<V>(sv, p.v + h * V, r0, r1, p.h * V);
+  load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<V, true>(sv, p.v + h * V, r0, r1, p.h * V);
+  cp_async_commit();
   if (tid < kBT) {
     const int64_t r = r0 + tid;
     sbeta[tid] = r < r1 ? p.beta[r * p.h + h] : 0.f;
   }
   load_gate_kv<K>(sbk, kLdB, p, h, r0, r1);
+  cp_async_wait<0>();
   __syncthreads();
   row_norms<K>(skn, sk, valid, p.l2);
   __syncthreads();
