@@ -265,6 +265,23 @@ __global__ void __launch_bounds__(kStatesThreads)
         acc[m][j][e] = p.dht ? p.dht[state_off + d * p.vd + v] : 0.f;
       }
 
+  // With dg: S_c (bf16 hi + lo, hs + hsl) at this thread's dS fragment positions, loaded into
+  // registers one chunk ahead (the ⟨dS_{c+1}, S_c⟩ dot at the top of chunk c waits on no load).
+  uint32_t shh[kMT][kNJ][2], shl[kMT][kNJ][2];
+  auto load_hs = [&](int64_t c) {
+    const int64_t hoff = ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
+#pragma unroll
+    for (int m = 0; m < kMT; ++m)
+#pragma unroll
+      for (int j = 0; j < kNJ; ++j)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int64_t off = hoff + (dbase + 16 * m + gq + r * 8) * p.vd + c0 + 8 * j + 2 * tq;
+          shh[m][j][r] = *reinterpret_cast<const uint32_t*>(p.hs + off);
+          shl[m][j][r] = *reinterpret_cast<const uint32_t*>(p.hsl + off);
+        }
+  };
+  if (p.sdot && nc > 0) load_hs(nc - 1);
   if (kStages == 2 && nc > 0) {
     issue_stage(nc - 1);
     issue_q(nc - 1);
@@ -280,9 +297,9 @@ __global__ void __launch_bounds__(kStatesThreads)
       cp_async_commit();
     }
     // dS_{c+1}: bf16 copy to dhs, split copy to shared memory (last read before the third
-    // barrier of the previous iteration); with dg, its fp32 dot with the fp32 S_c.
+    // barrier of the previous iteration); with dg, its fp32 dot with S_c (hi + lo).
     const int64_t hoff = ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
-    float dot = 0.f;  // this thread's part of ⟨dS_{c+1}, S_c⟩ (fp32 S_c), with dg only
+    float dot = 0.f;  // this thread's part of ⟨dS_{c+1}, S_c⟩ (S_c as hi + lo), with dg only
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll
@@ -295,9 +312,9 @@ __global__ void __launch_bounds__(kStatesThreads)
           const int64_t off = hoff + d * p.vd + c0 + 8 * j + 2 * tq;
           *reinterpret_cast<uint32_t*>(p.dhs + off) = hi;
           if (p.sdot) {
-            const float2 sv = *reinterpret_cast<const float2*>(p.hs32 + off);
-            dot = fmaf(acc[m][j][2 * r], sv.x, dot);
-            dot = fmaf(acc[m][j][2 * r + 1], sv.y, dot);
+            const float2 sh = unpack_bf16(shh[m][j][r]), sl = unpack_bf16(shl[m][j][r]);
+            dot = fmaf(acc[m][j][2 * r], sh.x + sl.x, dot);
+            dot = fmaf(acc[m][j][2 * r + 1], sh.y + sl.y, dot);
           }
           *reinterpret_cast<uint32_t*>(shi + d * kLdV + c0 + 8 * j + 2 * tq) = hi;
           *reinterpret_cast<uint32_t*>(slo + d * kLdV + c0 + 8 * j + 2 * tq) = lo;
@@ -464,6 +481,7 @@ __global__ void __launch_bounds__(kStatesThreads)
         }
       }
     }
+    if (p.sdot && c > 0) load_hs(c - 1);
   }
 
   if (p.dh0) {
@@ -491,7 +509,9 @@ constexpr int kGradThreads = 256;
 // kernel's two sides run ~190 KB of different code at once and ncu put half of the stall cycles on
 // instruction fetch.
 constexpr int kGradUnroll = 1;
-constexpr int kGradScalars = 7 * kBT + 8 * kBT;  // b, kn, qn, β, db (2 sides), xs; column sums
+// b, kn, qn, β, db (2 sides), xs per row; column sums [8][64]; the X term per row and V slice
+// [64][<= 2]; ⟨dS_{c+1}, S_c⟩ per V slice [<= 2] (+ 2 floats of padding).
+constexpr int kGradScalars = 7 * kBT + 8 * kBT + 2 * kBT + 4;
 
 template <int K, int V>
 constexpr int grad_tside_bytes() {  // dU hi + lo and T: read by the T side only
@@ -532,10 +552,12 @@ __global__ void __launch_bounds__(kGradThreads, (K == 64 && V == 64) ? 2 : 1)
   float* skn = sb + kBT;
   float* sqn = skn + kBT;
   float* sbeta = sqn + kBT;
-  float* sdbt = sbeta + kBT;  // db per row, T side's terms
-  float* sdbo = sdbt + kBT;   // db per row, dO side's terms
-  float* sxs = sdbo + kBT;    // exp(B − b_s) U_s · (dS_{c+1}ᵀ k̂_s) per row
-  float* scol = sxs + kBT;    // [8 warps][64] column sums of the pair terms of db
+  float* sdbt = sbeta + kBT;     // db per row, T side's terms
+  float* sdbo = sdbt + kBT;      // db per row, dO side's terms
+  float* sxs = sdbo + kBT;       // exp(B − b_s) U_s · (dS_{c+1}ᵀ k̂_s) per row
+  float* scol = sxs + kBT;       // [8 warps][64] column sums of the pair terms of db
+  float* sxsl = scol + 8 * kBT;  // p.xs of the chunk's rows [64][V / 64] (cp.async, with dg)
+  float* ssd = sxsl + 2 * kBT;   // p.sdot of the chunk [V / 64] (cp.async, with dg)
 
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
@@ -564,6 +586,14 @@ __global__ void __launch_bounds__(kGradThreads, (K == 64 && V == 64) ? 2 : 1)
     }
     load_tile<V, true>(sdu, p.duh + h * V, r0, r1, p.h * V);
     load_tile<V, true>(sdul, p.dul + h * V, r0, r1, p.h * V);
+    if (p.dg) {  // the dg inputs of the reverse state pass, per row and V slice
+      constexpr int kS = V / kBV;
+      for (int idx = tid; idx < kBT * kS; idx += kThreads) {
+        const bool ok = idx / kS < r1 - r0;
+        cp_async4z(sxsl + idx, p.xs + (ok ? ((r0 + idx / kS) * p.h + h) * kS + idx % kS : 0), ok);
+      }
+      if (tid < kS) cp_async4z(ssd + tid, p.sdot + (x * p.h + h) * kS + tid, true);
+    }
   } else {
     load_state_async<K, V>(sds, p.dhs + (x * p.h + h) * K * V, kThreads);
   }
@@ -740,7 +770,7 @@ __global__ void __launch_bounds__(kGradThreads, (K == 64 && V == 64) ? 2 : 1)
         const int t = t0 + gq + 8 * r;
         float xv = 0.f;
         if (t < valid)
-          for (int sl = 0; sl < V / kBV; ++sl) xv += p.xs[((r0 + t) * p.h + h) * (V / kBV) + sl];
+          for (int sl = 0; sl < V / kBV; ++sl) xv += sxsl[t * (V / kBV) + sl];
         if (tq == 0) sxs[t] = xv;
         db[r] -= xv;
       }
@@ -1038,19 +1068,24 @@ __global__ void __launch_bounds__(kGradThreads, (K == 64 && V == 64) ? 2 : 1)
       }
     }
   }
-  if (!want_dg) return;  // uniform over the block
+  if (!want_dg || !tside) return;  // uniform over each side
   // dg_t = Σ_{u >= t} db_u, plus Σ dS_{c+1} ⊙ S_{c+1} = exp(B) ⟨dS_{c+1}, S_c⟩ + Σ_s xs_s at the
-  // last row (⟨dS_{c+1}, S_c⟩ in fp32 from the reverse state pass's V slices). Fixed order.
+  // last row (⟨dS_{c+1}, S_c⟩ in fp32 from the reverse state pass's V slices). Each row's db in
+  // parallel (sides, then warps, in order), then one thread's suffix sum in row order.
+  if (tid < kBT) {
+    float c = sdbt[tid] + sdbo[tid];
+    for (int w = 0; w < 8; ++w) c += scol[w * kBT + tid];
+    sdbt[tid] = c;
+  }
+  bar_sync_named(1, kThreads);
   if (tid == 0) {
     float sds_s = 0.f;
-    for (int sl = 0; sl < V / kBV; ++sl) sds_s += p.sdot[(x * p.h + h) * (V / kBV) + sl];
+    for (int sl = 0; sl < V / kBV; ++sl) sds_s += ssd[sl];
     float xsum = 0.f;
     for (int t = 0; t < valid; ++t) xsum += sxs[t];
     float acc = __expf(blast) * sds_s + xsum;
     for (int t = valid - 1; t >= 0; --t) {
-      float c = sdbt[t] + sdbo[t];
-      for (int w = 0; w < 8; ++w) c += scol[w * kBT + t];
-      acc += c;
+      acc += sdbt[t];
       p.dg[(r0 + t) * p.h + h] = acc;
     }
   }

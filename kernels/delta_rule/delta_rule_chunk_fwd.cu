@@ -327,9 +327,7 @@ __global__ void __launch_bounds__(kStatesThreads)
       __syncthreads();  // the previous chunk's tiles are no longer read
       issue(c);
     }
-    // S_c: fp32 copy to hs, split copy to shared memory (last read before the previous chunk's
-    // second barrier).
-    const int64_t hoff = ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
+    // S_c: split copy to shared memory (last read before the previous chunk's second barrier).
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll
@@ -339,17 +337,27 @@ __global__ void __launch_bounds__(kStatesThreads)
           const int d = dbase + 16 * m + gq + r * 8, col = c0 + 8 * j + 2 * tq;
           uint32_t hi, lo;
           split_bf16(acc[m][j][2 * r], acc[m][j][2 * r + 1], hi, lo);
-          const int64_t off = hoff + d * p.vd + col;
-          *reinterpret_cast<uint32_t*>(p.hs + off) = hi;
-          if (p.hs32)
-            *reinterpret_cast<float2*>(p.hs32 + off) =
-                make_float2(acc[m][j][2 * r], acc[m][j][2 * r + 1]);
           *reinterpret_cast<uint32_t*>(shi + d * kLdV + col) = hi;
           *reinterpret_cast<uint32_t*>(slo + d * kLdV + col) = lo;
         }
     cp_async_wait<0>();
     __syncthreads();  // chunk c's tiles and S_c visible; every read of chunk c − 1 is done
     if (kStages == 2 && c + 1 < nc) issue(c + 1);  // into the buffer chunk c − 1 used
+    // S_c to hs (bf16 hi; with dg also the lo part to hsl) from the split copy: whole 128-byte
+    // rows per 8 threads (the fragment layout stored 16 bytes per row and instruction).
+    {
+      const int64_t hoff = ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
+      constexpr int kC = kBV / 8;
+      for (int idx = tid; idx < K * kC; idx += NT) {
+        const int d = idx / kC, c8 = 8 * (idx % kC);
+        const int64_t off = hoff + d * p.vd + c8;
+        *reinterpret_cast<uint4*>(p.hs + off) =
+            *reinterpret_cast<const uint4*>(shi + d * kLdV + c8);
+        if (p.hsl)
+          *reinterpret_cast<uint4*>(p.hsl + off) =
+              *reinterpret_cast<const uint4*>(slo + d * kLdV + c8);
+      }
+    }
     const StatesStage s = states_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
     const float blast = s.bc[valid - 1];
     if (tid < kBT) skf[tid] = tid < valid ? s.kn[tid] * __expf(blast - s.bc[tid]) : 0.f;
@@ -380,7 +388,6 @@ __global__ void __launch_bounds__(kStatesThreads)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int t = 16 * wr + gq + 8 * r;
-      const int64_t row = r0 + t;
 #pragma unroll
       for (int j = 0; j < kNJ; ++j) {
         const int col = c0 + 8 * j + 2 * tq;
@@ -388,14 +395,22 @@ __global__ void __launch_bounds__(kStatesThreads)
         split_bf16(-ua[j][2 * r], -ua[j][2 * r + 1], hi, lo);
         *reinterpret_cast<uint32_t*>(suh + t * kLdV + col) = hi;
         *reinterpret_cast<uint32_t*>(sul + t * kLdV + col) = lo;
-        if (row < eos) {
-          const int64_t off = (row * p.h + h) * p.vd + v0 + col;
-          *reinterpret_cast<uint32_t*>(p.u + off) = hi;
-          if (p.ul) *reinterpret_cast<uint32_t*>(p.ul + off) = lo;
-        }
       }
     }
-    __syncthreads();                    // U and skf complete; S_c's split copy no longer read
+    __syncthreads();  // U and skf complete; S_c's split copy no longer read
+    // U to global (hi; with dg or KeyVector also lo) from its split copy, whole rows.
+    {
+      constexpr int kC = kBV / 8;
+      for (int idx = tid; idx < kBT * kC; idx += NT) {
+        const int t = idx / kC, c8 = 8 * (idx % kC);
+        if (t >= valid) continue;
+        const int64_t off = ((r0 + t) * p.h + h) * p.vd + v0 + c8;
+        *reinterpret_cast<uint4*>(p.u + off) = *reinterpret_cast<const uint4*>(suh + t * kLdV + c8);
+        if (p.ul)
+          *reinterpret_cast<uint4*>(p.ul + off) =
+              *reinterpret_cast<const uint4*>(sul + t * kLdV + c8);
+      }
+    }
     const float decay = __expf(blast);  // exp(B)
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
@@ -1250,7 +1265,12 @@ Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens,
     if (want_dg || key_vector) ul = Tensor::empty({rows, h, vd}, DType::BF16, dev);
     if (want_dg) {
       xs = Tensor::empty({rows, h, vd / kBV}, DType::F32, dev);
-      hs32 = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::F32, dev);
+      // S_c beyond bf16 for the ⟨dS_{c+1}, S_c⟩ term of dg: fp32 for KeyVector, the bf16 lo part
+      // (hs + hsl, ~16 mantissa bits) for the scalar gate.
+      if (key_vector)
+        hs32 = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::F32, dev);
+      else
+        hsl = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::BF16, dev);
       sdot = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, vd / kBV}, DType::F32, dev);
     }
   }
@@ -1269,6 +1289,7 @@ void Workspace::fill(Params& p) const {
   p.u = u.data<bf16>();
   p.hs = hs.data<bf16>();
   if (hs32.defined()) p.hs32 = hs32.data<float>();
+  if (hsl.defined()) p.hsl = hsl.data<bf16>();
   if (sdot.defined()) p.sdot = sdot.data<float>();
   if (tm.defined()) p.tm = tm.data<float>();
   if (dhs.defined()) p.dhs = dhs.data<bf16>();
