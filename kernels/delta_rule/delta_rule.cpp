@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -267,6 +268,15 @@ std::pair<Variable, Variable> delta_rule(const Variable& q, const Variable& k, c
       validate_inputs(fa.q, fa.k, fa.v, fa.beta, fa.g, fa.h0, fa.cu_seqlens, fa.gate, fa.scale);
   fa.o = fa.v.empty_like();
   if (want_final_state) fa.ht = Tensor::empty(d.state(), state_dtype(fa.q.dtype()), d.dev);
+  // When a gradient will be needed, the chunked CUDA forward (scalar gates) keeps its chunk
+  // states and U for the backward, which then skips its recompute of the forward state pass;
+  // the node releases them once its backward has run.
+  auto keep = std::make_shared<DeltaChunkKeep>();
+  if (d.dev.is_cuda() && opt.gate != DeltaGate::KeyVector &&
+      any_requires_grad({&q, &k, &v, &beta, &g, &h0})) {
+    keep->want_dg = opt.gate == DeltaGate::HeadScalar && g.requires_grad();
+    fa.keep = keep.get();
+  }
   dispatch_fwd(fa, d);
 
   std::vector<Tensor> outs{fa.o};
@@ -276,8 +286,8 @@ std::pair<Variable, Variable> delta_rule(const Variable& q, const Variable& k, c
       kNode, {&q, &k, &v, &beta, &g, &h0}, std::move(outs),
       [sq = SavedTensor(fa.q, kNode), sk = SavedTensor(fa.k, kNode), sv = SavedTensor(fa.v, kNode),
        sb = SavedTensor(fa.beta, kNode), sg = SavedTensor(fa.g, kNode),
-       sh0 = SavedTensor(fa.h0, kNode), cu = fa.cu_seqlens, opt,
-       d](const Node& self, TensorList& gr) -> TensorList {
+       sh0 = SavedTensor(fa.h0, kNode), cu = fa.cu_seqlens, opt, d,
+       keep](const Node& self, TensorList& gr) -> TensorList {
         DeltaBwdArgs ba;
         ba.q = sq.get();
         ba.k = sk.get();
@@ -299,7 +309,9 @@ std::pair<Variable, Variable> delta_rule(const Variable& q, const Variable& k, c
         if (self.needs_input_grad(3)) ba.dbeta = ba.beta.empty_like();
         if (self.needs_input_grad(4) && opt.gate != DeltaGate::None) ba.dg = ba.g.empty_like();
         if (self.needs_input_grad(5) && ba.h0.defined()) ba.dh0 = ba.h0.empty_like();
+        if (keep->hs.defined()) ba.keep = keep.get();
         dispatch_bwd(ba, d);
+        *keep = DeltaChunkKeep{};  // a second backward (retained graph) recomputes
         return {ba.dq, ba.dk, ba.dv, ba.dbeta, ba.dg, ba.dh0};
       });
   return {res[0], want_final_state ? res[1] : Variable()};

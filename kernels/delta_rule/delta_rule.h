@@ -1,7 +1,8 @@
 // Chunked delta-rule family (one kernel family with a gate flag): DeltaNet, Gated DeltaNet, KDA.
 //
 //   per head:  S_t = (I − β_t k_t k_tᵀ) D_t S_{t−1} + β_t k_t v_tᵀ     S_t ∈ R^{K×V}, fp32
-//              o_t = scale · S_tᵀ q_t                                  (o_t[j] = scale Σ_i q_t[i] S_t[i, j])
+//              o_t = scale · S_tᵀ q_t                                  (o_t[j] = scale Σ_i q_t[i]
+//              S_t[i, j])
 //   D_t = exp(g_t) with the log-gate g_t (≤ 0) given by `gate`:
 //     None        D_t = I                                          (DeltaNet)
 //     HeadScalar  D_t = exp(g[b, t, h]) I     g: [B, T, H] f32     (Gated DeltaNet)
@@ -39,6 +40,18 @@ enum class DeltaAlgo { Auto, Chunked, Recurrent };
 
 const char* delta_gate_name(DeltaGate g);
 
+// What the chunked CUDA forward with a scalar gate (None / HeadScalar) can keep for its backward,
+// so that the backward skips its recompute of the forward state pass: the bf16 chunk-start
+// states hs [chunks, H, K, V] and U [B, T, H, V] (bf16 hi parts), and with `want_dg` their bf16
+// lo parts hsl, ul (the dg terms read hi + lo). Set `want_dg` before the forward (it must be set
+// when the backward will compute dg), pass the same object to the backward with the same
+// arguments. The forward fills the tensors only when it runs the chunked path; a backward given
+// empty ones recomputes. Memory: 2 (4 with want_dg) bytes per element of both.
+struct DeltaChunkKeep {
+  bool want_dg = false;
+  Tensor hs, hsl, u, ul;
+};
+
 struct DeltaFwdArgs {
   Tensor q;           // [B, T, H, K]
   Tensor k;           // [B, T, H, K]
@@ -53,21 +66,23 @@ struct DeltaFwdArgs {
   double scale = 0;  // 0 means 1/sqrt(K)
   bool l2norm_qk = false;
   DeltaAlgo algo = DeltaAlgo::Auto;
+  DeltaChunkKeep* keep = nullptr;  // optional: filled by the chunked CUDA forward (see above)
 };
 
 struct DeltaBwdArgs {
   Tensor q, k, v, beta, g, h0, cu_seqlens;  // as in the forward (raw q, k when l2norm_qk)
   Tensor dout;                              // [B, T, H, V] gradient of o
-  Tensor dht;                               // [N, H, K, V] gradient of the final state, or undefined
-  Tensor dq, dk;                            // [B, T, H, K] out, or undefined
-  Tensor dv;                                // [B, T, H, V] out, or undefined
-  Tensor dbeta;                             // [B, T, H] out, or undefined
-  Tensor dg;                                // like g (HeadScalar / KeyVector) out, or undefined
-  Tensor dh0;                               // [N, H, K, V] out, or undefined
+  Tensor dht;     // [N, H, K, V] gradient of the final state, or undefined
+  Tensor dq, dk;  // [B, T, H, K] out, or undefined
+  Tensor dv;      // [B, T, H, V] out, or undefined
+  Tensor dbeta;   // [B, T, H] out, or undefined
+  Tensor dg;      // like g (HeadScalar / KeyVector) out, or undefined
+  Tensor dh0;     // [N, H, K, V] out, or undefined
   DeltaGate gate = DeltaGate::None;
   double scale = 0;
   bool l2norm_qk = false;
   DeltaAlgo algo = DeltaAlgo::Auto;
+  const DeltaChunkKeep* keep = nullptr;  // what the chunked forward kept, or null (recompute)
 };
 
 // The scale actually applied: `scale`, or 1/sqrt(K) when it is 0.

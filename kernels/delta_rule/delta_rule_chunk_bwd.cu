@@ -24,6 +24,7 @@
 
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/runtime.h"
+#include "core/error.h"
 #include "kernels/common/device_utils.cuh"
 #include "kernels/common/launch.cuh"
 #include "kernels/delta_rule/delta_rule_chunk_common.cuh"
@@ -2089,10 +2090,34 @@ void delta_rule_chunk_bwd_cuda(const DeltaBwdArgs& a) {
   const Device dev = a.q.device();
   cudaStream_t st = cuda::current_stream(dev.index);
   const bool want_dg = (a.gate == DeltaGate::HeadScalar || kv) && a.dg.defined();
-  delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, true, want_dg, kv);
+  // The forward's kept states and U (scalar gates; with dg also their lo parts), if given.
+  const DeltaChunkKeep* kp = a.keep;
+  const bool reuse = kp && !kv && kp->hs.defined() && kp->u.defined() &&
+                     (!want_dg || (kp->hsl.defined() && kp->ul.defined()));
+  delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, true, want_dg, kv, !reuse);
+  if (reuse) {
+    const Shape hs_shape{std::max<int64_t>(ws.max_chunks, 1), a.q.size(2), a.q.size(3),
+                         a.v.size(3)};
+    const Shape u_shape{a.v.size(0) * a.v.size(1), a.v.size(2), a.v.size(3)};
+    const bool ok = kp->hs.shape() == hs_shape && kp->u.shape() == u_shape &&
+                    kp->hs.dtype() == DType::BF16 && kp->u.dtype() == DType::BF16 &&
+                    kp->hs.device() == dev && kp->u.device() == dev;
+    if (!ok)
+      SEQMIX_THROW_PLAIN(Value,
+                         "delta_rule_bwd: the kept forward states do not match the arguments "
+                         "(pass what the chunked forward with the same arguments kept)");
+    ws.hs = kp->hs;
+    ws.u = kp->u;
+    if (want_dg) {
+      if (kp->hsl.shape() != kp->hs.shape() || kp->ul.shape() != kp->u.shape())
+        SEQMIX_THROW_PLAIN(Value, "delta_rule_bwd: the kept lo parts do not match the kept states");
+      ws.hsl = kp->hsl;
+      ws.ul = kp->ul;
+    }
+  }
   delta_chunk::Params p;
   delta_chunk::run_forward_states(a.q, a.k, a.v, a.beta, a.g, a.h0, a.gate, a.scale, a.l2norm_qk,
-                                  ws, p, st);
+                                  ws, p, st, !reuse);
   p.dout = a.dout.data<bf16>();
   p.dht = a.dht.defined() ? a.dht.data<float>() : nullptr;
   p.dq = a.dq.defined() ? a.dq.data<bf16>() : nullptr;

@@ -243,19 +243,22 @@ __device__ __forceinline__ void load_rows(float* sb, float* sbeta, const Params&
 // `backward` T, dhs, du_in, du, qn (and with `want_dg` U's lo part, xs, fp32 hs, sdot); with
 // `key_vector` also bk, kt (and in the backward qt, xk, sdk, dbk).
 struct Workspace {
+  // own_states = false: hs, u (and hsl, ul) are left undefined, for the caller to set (the
+  // backward given what the forward kept).
   Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens, bool backward,
-            bool want_dg = false, bool key_vector = false);
+            bool want_dg = false, bool key_vector = false, bool own_states = true);
   void fill(Params& p) const;
   int64_t n = 0, max_chunks = 0;
   Tensor cu, index, bc, kn, w, ut, u, ul, hs, hs32, hsl, tm, dhs, du_in, duh, dul, qn, xs, sdot, bk,
       kt, qt, xk, sdk, dbk;
 };
 
-// Index + prep + forward state pass into `ws` (the forward, and the backward's recompute); fills
-// the input pointers, dims and scratch pointers of `p`.
+// Index + prep + forward state pass into `ws` (the forward, and the backward's recompute; without
+// `states`, index + prep only: the backward given the forward's kept states); fills the input
+// pointers, dims and scratch pointers of `p`.
 void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta,
                         const Tensor& g, const Tensor& h0, DeltaGate gate, double scale, bool l2,
-                        Workspace& ws, Params& p, cudaStream_t st);
+                        Workspace& ws, Params& p, cudaStream_t st, bool states = true);
 
 // The most dynamic shared memory per block that any kernel of the family needs for (K, V) (the
 // state passes in their single-buffered form; they double-buffer when the device allows it).

@@ -1231,7 +1231,7 @@ namespace delta_chunk {
 
 // Scratch of one call: index, bc, kn, W, Ũ, U, hs (and T, du_in, du, dhs, qn in the backward).
 Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens, bool backward,
-                     bool want_dg, bool key_vector) {
+                     bool want_dg, bool key_vector, bool own_states) {
   const int64_t b = q.size(0), t = q.size(1), h = q.size(2), kd = q.size(3), vd = v.size(3);
   n = cu_seqlens.defined() ? cu_seqlens.numel() - 1 : b;
   const Device dev = q.device();
@@ -1243,8 +1243,10 @@ Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens,
   kn = Tensor::empty({rows, h}, DType::F32, dev);
   w = Tensor::empty({rows, h, kd}, DType::F32, dev);
   ut = Tensor::empty({rows, h, vd}, DType::F32, dev);
-  u = Tensor::empty({rows, h, vd}, DType::BF16, dev);
-  hs = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::BF16, dev);
+  if (own_states) {
+    u = Tensor::empty({rows, h, vd}, DType::BF16, dev);
+    hs = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::BF16, dev);
+  }
   if (key_vector) {
     bk = Tensor::empty({rows, h, kd}, DType::F32, dev);
     kt = Tensor::empty({rows, h, kd}, DType::F32, dev);
@@ -1262,14 +1264,14 @@ Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens,
     duh = Tensor::empty({rows, h, vd}, DType::BF16, dev);
     dul = Tensor::empty({rows, h, vd}, DType::BF16, dev);
     qn = Tensor::empty({rows, h}, DType::F32, dev);
-    if (want_dg || key_vector) ul = Tensor::empty({rows, h, vd}, DType::BF16, dev);
+    if ((want_dg || key_vector) && own_states) ul = Tensor::empty({rows, h, vd}, DType::BF16, dev);
     if (want_dg) {
       xs = Tensor::empty({rows, h, vd / kBV}, DType::F32, dev);
       // S_c beyond bf16 for the ⟨dS_{c+1}, S_c⟩ term of dg: fp32 for KeyVector, the bf16 lo part
       // (hs + hsl, ~16 mantissa bits) for the scalar gate.
       if (key_vector)
         hs32 = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::F32, dev);
-      else
+      else if (own_states)
         hsl = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::BF16, dev);
       sdot = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, vd / kBV}, DType::F32, dev);
     }
@@ -1324,7 +1326,7 @@ int chunk_states_smem_bytes(int64_t k, int stages) {
 // Index + prep + forward state pass (shared by the forward and the backward's recompute).
 void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta,
                         const Tensor& g, const Tensor& h0, DeltaGate gate, double scale, bool l2,
-                        Workspace& ws, Params& p, cudaStream_t st) {
+                        Workspace& ws, Params& p, cudaStream_t st, bool states) {
   p.q = q.data<bf16>();
   p.k = k.data<bf16>();
   p.v = v.data<bf16>();
@@ -1350,7 +1352,7 @@ void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const
   build_index(ws.cu, q.size(0), q.size(1), ws.n, const_cast<int64_t*>(p.seq),
               const_cast<int64_t*>(p.chunks), st);
   launch_prep(p, st);
-  launch_states(p, st);
+  if (states) launch_states(p, st);
 }
 
 }  // namespace delta_chunk
@@ -1358,7 +1360,14 @@ void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const
 void delta_rule_chunk_fwd_cuda(const DeltaFwdArgs& a) {
   const Device dev = a.q.device();
   cudaStream_t st = cuda::current_stream(dev.index);
-  delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, false, false, a.gate == DeltaGate::KeyVector);
+  const bool kv = a.gate == DeltaGate::KeyVector;
+  delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, false, false, kv);
+  // Kept for the backward (scalar gates): with dg also the lo parts of S_c and U.
+  const bool keep = a.keep && !kv;
+  if (keep && a.keep->want_dg) {
+    ws.hsl = Tensor::empty(ws.hs.shape(), DType::BF16, dev);
+    ws.ul = Tensor::empty(ws.u.shape(), DType::BF16, dev);
+  }
   delta_chunk::Params p;
   p.o = a.o.defined() ? a.o.data<bf16>() : nullptr;
   p.ht = a.ht.defined() ? a.ht.data<float>() : nullptr;
@@ -1371,6 +1380,12 @@ void delta_rule_chunk_fwd_cuda(const DeltaFwdArgs& a) {
       else
         delta_chunk::launch_out_t<decltype(k)::value, decltype(v)::value>(p, st);
     });
+  }
+  if (keep) {
+    a.keep->hs = ws.hs;
+    a.keep->u = ws.u;
+    a.keep->hsl = ws.hsl;
+    a.keep->ul = ws.ul;
   }
 }
 

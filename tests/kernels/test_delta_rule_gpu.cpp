@@ -96,7 +96,9 @@ Tensor on(const Tensor& t, Device dev, DType dt) {
   return t.defined() ? t.to(dev, dt) : Tensor();
 }
 
-enum class Impl { Ref, Recurrent, Chunked };
+// ChunkedKeep: the chunked forward keeps its states and U (DeltaChunkKeep), the backward reuses
+// them instead of recomputing the forward state pass.
+enum class Impl { Ref, Recurrent, Chunked, ChunkedKeep };
 
 // Forward + backward with `impl` (Ref: CPU fp64; otherwise CUDA with inputs in c.dtype).
 Result run(const Case& c, const Inputs& x, Impl impl) {
@@ -146,10 +148,24 @@ Result run(const Case& c, const Inputs& x, Impl impl) {
       cuda::synchronize(0);
       break;
     }
-    case Impl::Chunked: {
+    case Impl::Chunked:
+    case Impl::ChunkedKeep: {
       const Support s = delta_rule_chunk_supports(f);
       EXPECT_TRUE(s.ok) << s.why;
+      DeltaChunkKeep keep;
+      keep.want_dg = c.gate == DeltaGate::HeadScalar;
+      if (impl == Impl::ChunkedKeep) {
+        f.keep = &keep;
+        b.keep = &keep;
+      }
       delta_rule_chunk_fwd_cuda(f);
+      if (impl == Impl::ChunkedKeep) {  // kept for the scalar gates only
+        const bool scalar = c.gate != DeltaGate::KeyVector;
+        EXPECT_EQ(keep.hs.defined(), scalar);
+        EXPECT_EQ(keep.u.defined(), scalar);
+        EXPECT_EQ(keep.hsl.defined(), c.gate == DeltaGate::HeadScalar);
+        EXPECT_EQ(keep.ul.defined(), c.gate == DeltaGate::HeadScalar);
+      }
       delta_rule_chunk_bwd_cuda(b);
       cuda::synchronize(0);
       break;
@@ -517,6 +533,51 @@ TEST(DeltaRuleChunkGpu, BitwiseDeterministic) {
   REQUIRE_CHUNKED();
   SEQMIX_TRACE_SEED();
   check_deterministic(Impl::Chunked);
+}
+
+// The backward given the forward's kept states and U computes the same bits as the one that
+// recomputes them (same kernels, same inputs), batched and packed; a kept set that does not match
+// the arguments is refused.
+TEST(DeltaRuleChunkGpu, KeptStatesEqualRecompute) {
+  SEQMIX_REQUIRE_CUDA();
+  REQUIRE_CHUNKED();
+  SEQMIX_TRACE_SEED();
+  for (DeltaGate gate : kGates) {
+    Case batched{DType::BF16, gate, 2, 700, 4, 128, 64};
+    batched.l2 = true;
+    Case packed{DType::BF16, gate, 1, 330, 2, 64, 128};
+    packed.cu = {0, 65, 65, 200, 330};
+    for (const Case& c : {batched, packed}) {
+      SCOPED_TRACE(c.str());
+      const Inputs x = draw(c);
+      const Result a = run(c, x, Impl::Chunked);
+      const Result b = run(c, x, Impl::ChunkedKeep);
+      for (int i = 0; i < kOuts; ++i) {
+        if (!field(a, i)->defined()) continue;
+        EXPECT_TRUE(tu::bitwise_equal(*field(a, i), *field(b, i))) << kNames[i];
+      }
+    }
+  }
+  // Kept from T = 128, used with T = 192.
+  DeltaChunkKeep keep;
+  DeltaFwdArgs f;
+  f.q = tu::randn({1, 128, 2, 64}, DType::BF16, kGpu);
+  f.k = f.q;
+  f.v = f.q;
+  f.beta = Tensor::zeros({1, 128, 2}, DType::F32, kGpu);
+  f.o = f.v.empty_like();
+  f.keep = &keep;
+  delta_rule_chunk_fwd_cuda(f);
+  ASSERT_TRUE(keep.hs.defined());
+  DeltaBwdArgs b;
+  b.q = tu::randn({1, 192, 2, 64}, DType::BF16, kGpu);
+  b.k = b.q;
+  b.v = b.q;
+  b.beta = Tensor::zeros({1, 192, 2}, DType::F32, kGpu);
+  b.dout = b.v.zeros_like();
+  b.dq = b.q.empty_like();
+  b.keep = &keep;
+  EXPECT_THROW(delta_rule_chunk_bwd_cuda(b), Error);
 }
 
 TEST(DeltaRuleChunkGpu, StatePassing) {

@@ -395,8 +395,15 @@ void add_bench_command(CLI::App& app) {
       const double fwd_flops = double(B * H) * double(T) / 64.0 * per_chunk;
       const Timing tf = time_runs(dev, go->warmup, go->iters, [&] { delta_rule_fwd(f); });
       report(*go, what + " fwd", dev, tf, "TFLOP/s", fwd_flops / 1e9);
+      // fwd+bwd as the autograd node runs it: the chunked forward keeps its states and U (with
+      // their lo parts for dg) and the backward reuses them.
+      DeltaChunkKeep keep;
+      keep.want_dg = gate == DeltaGate::HeadScalar;
+      DeltaFwdArgs fk = f;
+      fk.keep = &keep;
+      g.keep = &keep;
       const Timing tb = time_runs(dev, go->warmup, go->iters, [&] {
-        delta_rule_fwd(f);
+        delta_rule_fwd(fk);
         delta_rule_bwd(g);
       });
       report(*go, what + " fwd+bwd", dev, tb, "TFLOP/s", 3.0 * fwd_flops / 1e9);
