@@ -13,7 +13,8 @@
 //   at
 //          the chunk's last row), dg = reverse cumulative sum of db over the chunk (HeadScalar).
 // The l2 norms are undone at the end: dx = ‖x‖⁻¹ (dx̂ − x̂ (x̂·dx̂)).
-// Kernels: recompute (prep + forward states of delta_rule_chunk_fwd.cu, which also store T), dui
+// Kernels: recompute (prep of delta_rule_chunk_fwd.cu, which also stores T, and the forward
+// states unless the forward kept them: DeltaChunkKeep), dui
 // (one block per chunk and head), reverse states (one block per sequence, head and 64-wide V
 // slice), grad (one block per chunk and head). Deterministic: no atomics, fixed-order sums.
 #include <cuda_runtime.h>

@@ -240,8 +240,8 @@ __device__ __forceinline__ void load_rows(float* sb, float* sbeta, const Params&
 }
 
 // Scratch of one call (stream-ordered allocations): index, bc, kn, W, Ũ, U, hs, and with
-// `backward` T, dhs, du_in, du, qn (and with `want_dg` U's lo part, xs, fp32 hs, sdot); with
-// `key_vector` also bk, kt (and in the backward qt, xk, sdk, dbk).
+// `backward` T, dhs, du_in, du, qn (and with `want_dg` U's lo part, xs, hs's lo part (fp32 hs for
+// KeyVector), sdot); with `key_vector` also bk, kt (and in the backward qt, xk, sdk, dbk).
 struct Workspace {
   // own_states = false: hs, u (and hsl, ul) are left undefined, for the caller to set (the
   // backward given what the forward kept).

@@ -267,10 +267,10 @@ __device__ __forceinline__ StatesStage states_stage(unsigned char* base, int s) 
 // 8 warps (kStatesThreads): warp w owns rows [16 (w % 4), +16) of U and state rows
 // [(w % 4) K / 4, +K / 4), both in the 32 columns [32 (w / 4), +32) of the V slice, so a chunk's
 // products are spread over two warps per SM sub-partition. Measured against the 4-warp form
-// (every warp all 64 columns) on one H100 at (4, 4096, 16, 128), ncu: 378 -> 348 µs without dg;
-// Gated DeltaNet's backward recompute (with the fp32 hs32 and U lo stores) 485 -> 630 µs, and a
-// 4-warp instance of this same code measured 630 µs too, so the slowdown of that variant is not
-// the warp count; its cause is not found yet (kernels/delta_rule/README.md).
+// (every warp all 64 columns) on one H100 at (4, 4096, 16, 128), ncu: 378 -> 348 µs without dg.
+// S_c (bf16 hi, with dg also the lo part) and U leave through their split shared-memory copies in
+// whole 128-byte rows: with the earlier per-fragment stores (and fp32 S_c for dg) the dg variant
+// took 630 µs, now 330 (kernels/delta_rule/README.md, fifth session).
 // kStages = 2: the next chunk's tiles (W, K, Ũ, b, kn) are in flight (cp.async) while this chunk
 // is computed, so the sequential loop waits on no global load; kStages = 1 (devices with less
 // shared memory) loads each chunk's tiles at the top of its iteration.
