@@ -1603,7 +1603,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
   for (int j = 0; j < V / 8; ++j) ar[j][0] = ar[j][1] = ar[j][2] = ar[j][3] = 0.f;
   {
     auto ft = [&](int s, int r) { return stm[r * kLdT + s]; };
-#pragma unroll
+#pragma unroll kGradUnroll
     for (int kk = 0; kk < 4; ++kk) {
       if (kk < warp) continue;
       uint32_t hi[4], lo[4];
@@ -1637,7 +1637,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
 #pragma unroll
     for (int j = 0; j < V / 8; ++j) ak[j][0] = ak[j][1] = ak[j][2] = ak[j][3] = 0.f;
     auto fke = [&](int t, int i) { return ld_bf16(sk + t * kLdK + i) * __expf(gb(t, i)); };
-#pragma unroll
+#pragma unroll kGradUnroll
     for (int kk = 0; kk < K / 16; ++kk) {
       uint32_t ah[4], al[4];  // k ⊙ e^b split, so that only S_c is rounded (as with scalar gates)
       frag_a_split(ah, al, fke, t0, 16 * kk, gq, tq);
@@ -1692,7 +1692,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
     // A_kk (without kn) by the reference row: (k_s e^{b_s − b_ref}) · (k_r e^{b_ref − b_r}).
     auto fa = [&](int s, int i) { return ld_bf16(sk + s * kLdK + i) * __expf(gb(s, i) - gr[i]); };
     auto fb = [&](int i, int r) { return ld_bf16(sk + r * kLdK + i) * __expf(gr[i] - gb(r, i)); };
-#pragma unroll
+#pragma unroll kGradUnroll
     for (int kk = 0; kk < K / 16; ++kk) {
       uint32_t ah[4], al[4];
       frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
@@ -1731,7 +1731,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
     float sc[8][4];
 #pragma unroll
     for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
-#pragma unroll
+#pragma unroll kGradUnroll
     for (int kk = 0; kk < V / 16; ++kk) {
       uint32_t a[4];
       load_a(a, sdo, kLdV, t0, 16 * kk, gq, tq);
@@ -1777,7 +1777,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
     float aq[K / 8][4];
 #pragma unroll
     for (int j = 0; j < K / 8; ++j) aq[j][0] = aq[j][1] = aq[j][2] = aq[j][3] = 0.f;
-#pragma unroll
+#pragma unroll kGradUnroll
     for (int kk = 0; kk < V / 16; ++kk) {
       uint32_t a[4];
       load_a(a, sdo, kLdV, t0, 16 * kk, gq, tq);
@@ -1795,7 +1795,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
 #pragma unroll
     for (int j = 0; j < K / 8; ++j) {
       float tmp[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
+#pragma unroll kGradUnroll
       for (int kb = 0; kb < 4; ++kb) {
         if (kb > warp) continue;
         uint32_t mh[4], ml[4], bh0, bh1, bl0, bl1;
@@ -1865,7 +1865,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
 #pragma unroll
     for (int j = 0; j < K / 8; ++j) {
       float tc[4] = {0.f, 0.f, 0.f, 0.f}, tr[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
+#pragma unroll kGradUnroll
       for (int kb = 0; kb < 4; ++kb) {
         uint32_t xh[4], xl[4], bh0, bh1, bl0, bl1;
         if (kb >= warp) {  // columns: Eᵀ K̂ and dMᵀ Q̂ over s in block kb (s > r)
@@ -1885,7 +1885,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
           mma_split(tr, xh, xl, bh0, bh1, bl0, bl1);
         }
       }
-#pragma unroll
+#pragma unroll kGradUnroll
       for (int kk = 0; kk < V / 16; ++kk) {  // R: −β_r dRβ_r S_cᵀ (⊙ e^{b_ref} in the operand)
         uint32_t a[4], bh0, bh1, bl0, bl1;
         load_a(a, su, kLdV, t0, 16 * kk, gq, tq);
