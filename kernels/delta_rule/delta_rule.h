@@ -1,8 +1,7 @@
 // Chunked delta-rule family (one kernel family with a gate flag): DeltaNet, Gated DeltaNet, KDA.
 //
 //   per head:  S_t = (I − β_t k_t k_tᵀ) D_t S_{t−1} + β_t k_t v_tᵀ     S_t ∈ R^{K×V}, fp32
-//              o_t = scale · S_tᵀ q_t                                  (o_t[j] = scale Σ_i q_t[i]
-//              S_t[i, j])
+//              o_t = scale · S_tᵀ q_t          (o_t[j] = scale Σ_i q_t[i] S_t[i, j])
 //   D_t = exp(g_t) with the log-gate g_t (≤ 0) given by `gate`:
 //     None        D_t = I                                          (DeltaNet)
 //     HeadScalar  D_t = exp(g[b, t, h]) I     g: [B, T, H] f32     (Gated DeltaNet)
@@ -42,11 +41,13 @@ const char* delta_gate_name(DeltaGate g);
 
 // What the chunked CUDA forward with a scalar gate (None / HeadScalar) can keep for its backward,
 // so that the backward skips its recompute of the forward state pass: the bf16 chunk-start
-// states hs [chunks, H, K, V] and U [B, T, H, V] (bf16 hi parts), and with `want_dg` their bf16
-// lo parts hsl, ul (the dg terms read hi + lo). Set `want_dg` before the forward (it must be set
-// when the backward will compute dg), pass the same object to the backward with the same
-// arguments. The forward fills the tensors only when it runs the chunked path; a backward given
-// empty ones recomputes. Memory: 2 (4 with want_dg) bytes per element of both.
+// states hs [chunks, H, K, V] and U [B·T, H, V] (bf16 hi parts), and with `want_dg` their bf16
+// lo parts hsl, ul (the dg terms read hi + lo). Set `want_dg` before the forward when the
+// backward will compute dg (without the lo parts such a backward recomputes), and pass the same
+// object to the backward with the same arguments: the backward checks only the shapes, dtypes
+// and device of what it is given, so a set kept from other values of the same shapes would give
+// wrong gradients. The forward fills the tensors only when it runs the chunked path; a backward
+// given empty ones recomputes. Memory: 2 (4 with want_dg) bytes per element of both.
 struct DeltaChunkKeep {
   bool want_dg = false;
   Tensor hs, hsl, u, ul;

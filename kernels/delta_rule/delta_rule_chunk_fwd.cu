@@ -398,7 +398,8 @@ __global__ void __launch_bounds__(kStatesThreads)
       }
     }
     __syncthreads();  // U and skf complete; S_c's split copy no longer read
-    // U to global (hi; with dg or KeyVector also lo) from its split copy, whole rows.
+    // U to global (hi; also lo when p.ul: the backward with dg, or a kept set with dg) from its
+    // split copy, whole rows.
     {
       constexpr int kC = kBV / 8;
       for (int idx = tid; idx < kBT * kC; idx += NT) {
