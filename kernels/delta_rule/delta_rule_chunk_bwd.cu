@@ -1171,7 +1171,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_dui_kv(c
   auto fb = [&](int d, int t) {
     return ld_bf16(sq + t * kLdK + d) * __expf(sbk[t * kLdB + d] - gr[d]);
   };
-#pragma unroll
+#pragma unroll 1  // rolled: one copy of the body (instruction fetch, as the grad kernels)
   for (int kk = 0; kk < K / 16; ++kk) {
     uint32_t ah[4], al[4];
     frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
@@ -1504,6 +1504,29 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
   }
 }
 
+// Row j of a register array of fragments, by unrolled selects (for loops that run rolled over
+// j, whose accumulators must stay in registers).
+template <int N>
+__device__ __forceinline__ void select_row(float (&out)[4], const float (&a)[N][4], int j) {
+#pragma unroll
+  for (int e = 0; e < 4; ++e) out[e] = a[0][e];
+#pragma unroll
+  for (int jj = 1; jj < N; ++jj)
+    if (jj == j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) out[e] = a[jj][e];
+    }
+}
+template <int N>
+__device__ __forceinline__ void place_row(float (&a)[N][4], const float (&v)[4], int j) {
+#pragma unroll
+  for (int jj = 0; jj < N; ++jj)
+    if (jj == j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) a[jj][e] = v[e];
+    }
+}
+
 template <int K, int V>
 constexpr int grad_kv_region_bytes() {
   constexpr int a = 2 * kBT * (V + 8) * 2 + kBT * kLdT * 4, b = 8 * kBT * kLdE * 2;
@@ -1792,7 +1815,9 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
     auto fks = [&](int s, int i) {
       return skn[s] * ld_bf16(sk + s * kLdK + i) * __expf(gr[i] - gb(s, i));
     };
-#pragma unroll
+    // Rolled over the 8-key-dim groups j (code size: see kGradUnroll); aq[j] is read and written
+    // back by unrolled selects.
+#pragma unroll 1
     for (int j = 0; j < K / 8; ++j) {
       float tmp[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll kGradUnroll
@@ -1804,11 +1829,14 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
         gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fks, 16 * kb, 8 * j, gq, tq);
         mma_split(tmp, mh, ml, bh0, bh1, bl0, bl1);
       }
+      float cur[4];
+      select_row(cur, aq, j);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int t = t0 + gq + (e >> 1) * 8, i = 8 * j + 2 * tq + (e & 1);
-        aq[j][e] = p.scale * __expf(gb(t, i)) * aq[j][e] + __expf(gb(t, i) - gr[i]) * tmp[e];
+        cur[e] = p.scale * __expf(gb(t, i)) * cur[e] + __expf(gb(t, i) - gr[i]) * tmp[e];
       }
+      place_row(aq, cur, j);
     }
     // Row-side db (first writer of p.dbk), then the diagonal term.
 #pragma unroll
@@ -1862,8 +1890,27 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
       return skn[s] * ld_bf16(sk + s * kLdK + i) * __expf(gr[i] - gb(s, i));
     };
     auto fsr = [&](int v, int i) { return ld_bf16(ss + i * kLdV + v) * __expf(gr[i]); };
-#pragma unroll
+    // Rolled over j as dq̂ (ak[j] written by an unrolled select).
+#pragma unroll 1
     for (int j = 0; j < K / 8; ++j) {
+      // This iteration's global inputs of the epilogue (Y summed over the V slices, and the row
+      // side db written in the dq̂ phase), loaded first so that they arrive during the products.
+      float yv[2][2] = {}, dbo[2][2] = {};
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int64_t row = r0 + t0 + gq + 8 * r;
+        if (row >= r1) continue;
+        const int i = 8 * j + 2 * tq;
+        for (int sl = 0; sl < nsl; ++sl) {
+          const float2 y =
+              *reinterpret_cast<const float2*>(p.xk + ((row * p.h + h) * nsl + sl) * K + i);
+          yv[r][0] += y.x;
+          yv[r][1] += y.y;
+        }
+        const float2 old = *reinterpret_cast<const float2*>(p.dbk + (row * p.h + h) * K + i);
+        dbo[r][0] = old.x;
+        dbo[r][1] = old.y;
+      }
       float tc[4] = {0.f, 0.f, 0.f, 0.f}, tr[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll kGradUnroll
       for (int kb = 0; kb < 4; ++kb) {
@@ -1893,6 +1940,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
         mma_16816(tr, a, bh0, bh1);
         mma_16816(tr, a, bl0, bl1);
       }
+      float cur[4];
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int t = t0 + gq + 8 * r;
@@ -1904,17 +1952,13 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
           const float vc = __expf(gr[i] - gb(t, i)) * tc[2 * r + c];
           const float vr = __expf(gb(t, i) - gr[i]) * tr[2 * r + c];
           dbv[c] = khat(t, i) * (vr - vc);
-          float y = 0.f;
-          if (row < r1)
-            for (int sl = 0; sl < nsl; ++sl) y += p.xk[((row * p.h + h) * nsl + sl) * K + i];
-          ak[j][2 * r + c] = (vc + vr) + __expf(glast[i] - gb(t, i)) * y + sdm[t] * qhat(t, i);
+          cur[2 * r + c] = (vc + vr) + __expf(glast[i] - gb(t, i)) * yv[r][c] + sdm[t] * qhat(t, i);
         }
-        if (row < r1) {
-          float2* dst = reinterpret_cast<float2*>(p.dbk + (row * p.h + h) * K + 8 * j + 2 * tq);
-          const float2 old = *dst;
-          *dst = make_float2(old.x + dbv[0], old.y + dbv[1]);
-        }
+        if (row < r1)
+          *reinterpret_cast<float2*>(p.dbk + (row * p.h + h) * K + 8 * j + 2 * tq) =
+              make_float2(dbo[r][0] + dbv[0], dbo[r][1] + dbv[1]);
       }
+      place_row(ak, cur, j);
     }
   }
   float d_now[2];

@@ -578,25 +578,79 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o(const 
 // operands k_t ⊙ exp(b_t − b_r), k_s ⊙ exp(b_r − b_s) are split into bf16 hi + lo (three mma,
 // ~16 mantissa bits), so A carries nearly fp32 precision like the scalar-gate path's exact Gram.
 
-// Per-key-dim cumulative log-gate of rows [r0, r0 + 64) into sb[t * ld + d] (rows >= r1 repeat
-// the last valid row). One thread per key dim (K <= kThreads), fixed order.
+// Per-key-dim cumulative log-gate of a chunk, in place: sb[t * (K + 4) + d] holds the raw log-gates
+// of rows [r0, r0 + 64) (by load_tile_f32_async: rows >= r1 zero-filled, so their sums repeat the
+// last valid row). One thread per key dim (K <= kThreads) scans its column in fixed order; the
+// loads of a column run ahead of the dependent adds (shared memory, conflict-free per row).
 template <int K>
-__device__ __forceinline__ void load_gate_kv(float* sb, int ld, const Params& p, int64_t h,
-                                             int64_t r0, int64_t r1) {
+__device__ __forceinline__ void scan_gate_kv(float* sb) {
+  static_assert(K <= kThreads, "one thread per key dim");
+  constexpr int ld = K + 4;
   if (threadIdx.x < K) {
     const int d = threadIdx.x;
     float acc = 0.f;
+#pragma unroll 16
     for (int t = 0; t < kBT; ++t) {
-      if (r0 + t < r1) acc += p.gk[((r0 + t) * p.h + h) * K + d];
+      acc += sb[t * ld + d];
       sb[t * ld + d] = acc;
     }
   }
 }
 
+// Σ_i x_t[i] k_s[i] Γ[t, s, i] for the rows t0 = 16 warp.. and the column blocks cb <= warp
+// (x = k for prep's A, q for the output scores), stored in sc[2 cb], sc[2 cb + 1]; the reference
+// row of block (warp, cb) as above. The loops over the blocks and the key dims run rolled (one
+// copy of the body: the kernels are otherwise bound by instruction fetch); a block's two 16 x 8
+// accumulators are moved into sc by an unrolled select after its key loop.
+template <int K>
+__device__ __forceinline__ void kv_scores(float (&sc)[8][4], const bf16* sx, const bf16* sk,
+                                          const float* sbk, int warp, int gq, int tq) {
+  constexpr int kLdK = K + 8, kLdB = K + 4;
+  const int t0 = 16 * warp;
+#pragma unroll 1
+  for (int cb = 0; cb <= warp; ++cb) {
+    const float* gr = sbk + (cb < warp ? 16 * cb + 15 : t0 + 7) * kLdB;
+    auto fa = [&](int t, int d) {
+      return ld_bf16(sx + t * kLdK + d) * __expf(sbk[t * kLdB + d] - gr[d]);
+    };
+    auto fb = [&](int d, int s) {
+      return ld_bf16(sk + s * kLdK + d) * __expf(gr[d] - sbk[s * kLdB + d]);
+    };
+    float acc[2][4] = {};
+#pragma unroll 1
+    for (int kk = 0; kk < K / 16; ++kk) {
+      uint32_t ah[4], al[4];
+      frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        uint32_t bh0, bh1, bl0, bl1;
+        gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fb, 16 * kk, 16 * cb + 8 * jj, gq, tq);
+        mma_split(acc[jj], ah, al, bh0, bh1, bl0, bl1);
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < 4; ++c)
+      if (c == cb) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          sc[2 * c][e] = acc[0][e];
+          sc[2 * c + 1][e] = acc[1][e];
+        }
+      }
+  }
+}
+
+// Shared memory of prep_kv: k (its place takes K ⊙ e^b's hi part once A is formed), A (then
+// K ⊙ e^b's lo part: the region has the larger of the two sizes), v, T, b, and per-row scalars.
+// K = V = 128: 103 424 bytes, two blocks per SM on an H100.
+template <int K>
+constexpr int prep_kv_a_bytes() {
+  return kBT * kLdT * 4 > kBT * (K + 8) * 2 ? kBT * kLdT * 4 : kBT * (K + 8) * 2;
+}
 template <int K, int V>
 constexpr int prep_kv_smem_bytes() {
-  return 3 * kBT * (K + 8) * 2 + kBT * (V + 8) * 2 + 2 * kBT * kLdT * 4 + kBT * (K + 4) * 4 +
-         3 * kBT * 4;
+  return kBT * (K + 8) * 2 + prep_kv_a_bytes<K>() + kBT * (V + 8) * 2 + kBT * kLdT * 4 +
+         kBT * (K + 4) * 4 + 3 * kBT * 4;
 }
 
 // One block per (chunk, head), KeyVector: bk, kn, kt = K̂ ⊙ exp(B − b), W = T diag(β kn)(K ⊙ e^b)
@@ -606,12 +660,12 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep_kv(
   constexpr int kLdK = K + 8, kLdV = V + 8, kLdB = K + 4;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sk = reinterpret_cast<bf16*>(smem_raw);
-  bf16* skh = sk + kBT * kLdK;   // K ⊙ e^b, hi
-  bf16* skl = skh + kBT * kLdK;  // and lo
-  bf16* sv = skl + kBT * kLdK;
-  float* sa = reinterpret_cast<float*>(sv + kBT * kLdV);  // A
-  float* stm = sa + kBT * kLdT;                           // T
-  float* sbk = stm + kBT * kLdT;                          // b per key dim [64][kLdB]
+  float* sa = reinterpret_cast<float*>(sk + kBT * kLdK);  // A
+  bf16* skh = sk;                                         // K ⊙ e^b, hi (after A: in place of k)
+  bf16* skl = reinterpret_cast<bf16*>(sa);                // and lo (after T: in place of A)
+  bf16* sv = reinterpret_cast<bf16*>(smem_raw + kBT * kLdK * 2 + prep_kv_a_bytes<K>());
+  float* stm = reinterpret_cast<float*>(sv + kBT * kLdV);  // T
+  float* sbk = stm + kBT * kLdT;                           // b per key dim [64][kLdB]
   float* sbeta = sbk + kBT * kLdB;
   float* skn = sbeta + kBT;
   float* swc = skn + kBT;  // β kn per row
@@ -624,21 +678,44 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep_kv(
   const int tid = threadIdx.x;
   load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
   load_tile<V, true>(sv, p.v + h * V, r0, r1, p.h * V);
+  load_tile_f32_async<K>(sbk, p.gk + h * K, r0, r1, p.h * K);
   cp_async_commit();
   if (tid < kBT) {
     const int64_t r = r0 + tid;
     sbeta[tid] = r < r1 ? p.beta[r * p.h + h] : 0.f;
   }
-  load_gate_kv<K>(sbk, kLdB, p, h, r0, r1);
   cp_async_wait<0>();
   __syncthreads();
+  scan_gate_kv<K>(sbk);
   row_norms<K>(skn, sk, valid, p.l2);
   __syncthreads();
   if (tid < kBT) {
     swc[tid] = sbeta[tid] * skn[tid];
     if (tid < valid) p.kn[(r0 + tid) * p.h + h] = skn[tid];
   }
-  // bk, kt of the valid rows; K ⊙ e^b split into hi + lo (zero rows past the end: k is zero).
+
+  const int lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
+  const int t0 = 16 * warp;
+  {
+    // Σ_i k_t[i] k_s[i] Γ[t, s, i] for rows t0.., columns 0..t0+15, by reference row per block.
+    float sc[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+    kv_scores<K>(sc, sk, sk, sbk, warp, gq, tq);
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int t = t0 + gq + (e >> 1) * 8, s = 8 * j + 2 * tq + (e & 1);
+        float val = 0.f;
+        if (s < t) val = sbeta[t] * skn[t] * skn[s] * sc[j][e];
+        sa[t * kLdT + s] = val;
+      }
+  }
+  __syncthreads();
+  invert_unit_lower(sa, stm);  // (ends with a barrier: A is no longer read)
+  // bk, kt of the valid rows; K ⊙ e^b split into hi + lo (zero rows past the end: k is zero),
+  // the hi part in place of k (each thread reads its k pair before writing it), lo in place of A.
   for (int idx = tid; idx < kBT * (K / 2); idx += kThreads) {
     const int t = idx / (K / 2), d = 2 * (idx % (K / 2));
     const float* bt = sbk + t * kLdB + d;
@@ -656,53 +733,12 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep_kv(
           make_float2(kn * k0 * __expf(bl[0] - bt[0]), kn * k1 * __expf(bl[1] - bt[1]));
     }
   }
-
-  const int lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
-  const int t0 = 16 * warp;
-  {
-    // Σ_i k_t[i] k_s[i] Γ[t, s, i] for rows t0.., columns 0..t0+15, by reference row per block.
-    float sc[8][4];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
-#pragma unroll
-    for (int cb = 0; cb < 4; ++cb) {
-      if (cb > warp) continue;
-      const float* gr = sbk + (cb < warp ? 16 * cb + 15 : t0 + 7) * kLdB;
-      auto fa = [&](int t, int d) {
-        return ld_bf16(sk + t * kLdK + d) * __expf(sbk[t * kLdB + d] - gr[d]);
-      };
-      auto fb = [&](int d, int s) {
-        return ld_bf16(sk + s * kLdK + d) * __expf(gr[d] - sbk[s * kLdB + d]);
-      };
-#pragma unroll
-      for (int kk = 0; kk < K / 16; ++kk) {
-        uint32_t ah[4], al[4];
-        frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
-#pragma unroll
-        for (int jj = 0; jj < 2; ++jj) {
-          uint32_t bh0, bh1, bl0, bl1;
-          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fb, 16 * kk, 16 * cb + 8 * jj, gq, tq);
-          mma_split(sc[2 * cb + jj], ah, al, bh0, bh1, bl0, bl1);
-        }
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int t = t0 + gq + (e >> 1) * 8, s = 8 * j + 2 * tq + (e & 1);
-        float val = 0.f;
-        if (s < t) val = sbeta[t] * skn[t] * skn[s] * sc[j][e];
-        sa[t * kLdT + s] = val;
-      }
-  }
-  __syncthreads();
-  invert_unit_lower(sa, stm);
   if (p.tm) {
     float* dst = p.tm + (x * p.h + h) * kBT * kBT;
     for (int idx = tid; idx < kBT * kBT; idx += kThreads)
       dst[idx] = stm[(idx / kBT) * kLdT + idx % kBT];
   }
+  __syncthreads();  // K ⊙ e^b's split copies complete
   // Rows t0.., contraction over the chunk's rows r <= t0 + 15; T's columns scaled by colscale,
   // T split into hi + lo; the B tile is (xh + xl) (xl null: exact bf16 xh).
   auto product = [&](const bf16* xh, const bf16* xl, int ldx, auto width, const float* colscale,
@@ -712,9 +748,8 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep_kv(
 #pragma unroll
     for (int j = 0; j < Wd / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
     auto ft = [&](int s, int r) { return stm[s * kLdT + r] * colscale[r]; };
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      if (kk > warp) continue;
+#pragma unroll 1
+    for (int kk = 0; kk <= warp; ++kk) {
       uint32_t ahi[4], alo[4];
       frag_a_split(ahi, alo, ft, t0, 16 * kk, gq, tq);
 #pragma unroll
@@ -940,22 +975,30 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states_k
   }
 }
 
+// Shared memory of o_kv: q, k (then U in its place, the larger of the two sizes), S_c, b and the
+// row norms. K = V = 128: 103 936 bytes, two blocks per SM on an H100.
+template <int K, int V>
+constexpr int out_kv_ku_bytes() {
+  return (K > V ? K + 8 : V + 8) * kBT * 2;
+}
 template <int K, int V>
 constexpr int out_kv_smem_bytes() {
-  return 2 * kBT * (K + 8) * 2 + kBT * (V + 8) * 2 + K * (V + 8) * 2 + kBT * (K + 4) * 4 +
+  return kBT * (K + 8) * 2 + out_kv_ku_bytes<K, V>() + K * (V + 8) * 2 + kBT * (K + 4) * 4 +
          2 * kBT * 4;
 }
 
 // One block per (chunk, head), KeyVector: o = scale [(Q̂ ⊙ e^b) S_c + (Q̂K̂ᵀ ⊙ Γ)_{s<=t} U], the
 // scores by reference row per 16 x 16 block (see prep_kv), operands split into bf16 hi + lo.
+// Loads in three cp.async groups: q, k, b (scores); S_c (the inter-chunk product, which runs
+// while U arrives); U, into k's place once every warp has its scores.
 template <int K, int V>
 __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o_kv(const Params p) {
   constexpr int kLdK = K + 8, kLdV = V + 8, kLdB = K + 4;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sq = reinterpret_cast<bf16*>(smem_raw);
   bf16* sk = sq + kBT * kLdK;
-  bf16* su = sk + kBT * kLdK;
-  bf16* ss = su + kBT * kLdV;
+  bf16* su = sk;  // U [64][kLdV] after the scores
+  bf16* ss = reinterpret_cast<bf16*>(smem_raw + kBT * kLdK * 2 + out_kv_ku_bytes<K, V>());
   float* sbk = reinterpret_cast<float*>(ss + K * kLdV);
   float* sqn = sbk + kBT * kLdB;
   float* skn = sqn + kBT;
@@ -968,12 +1011,12 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o_kv(con
   const int tid = threadIdx.x;
   load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
   load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
-  load_tile<V, true>(su, p.u + h * V, r0, r1, p.h * V);
-  load_state_async<K, V>(ss, p.hs + (x * p.h + h) * K * V);
   load_tile_f32_async<K>(sbk, p.bk + h * K, r0, r1, p.h * K);
   cp_async_commit();
+  load_state_async<K, V>(ss, p.hs + (x * p.h + h) * K * V);
+  cp_async_commit();
   if (tid < kBT) skn[tid] = tid < valid ? p.kn[(r0 + tid) * p.h + h] : 0.f;
-  cp_async_wait<0>();
+  cp_async_wait<1>();
   __syncthreads();
   // Rows past the end take the last valid row's b, so that every factor formed stays finite.
   for (int idx = tid; idx < (kBT - valid) * K; idx += kThreads) {
@@ -988,28 +1031,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o_kv(con
   float sc[8][4];
 #pragma unroll
   for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
-#pragma unroll
-  for (int cb = 0; cb < 4; ++cb) {
-    if (cb > warp) continue;
-    const float* gr = sbk + (cb < warp ? 16 * cb + 15 : t0 + 7) * kLdB;
-    auto fa = [&](int t, int d) {
-      return ld_bf16(sq + t * kLdK + d) * __expf(sbk[t * kLdB + d] - gr[d]);
-    };
-    auto fb = [&](int d, int s) {
-      return ld_bf16(sk + s * kLdK + d) * __expf(gr[d] - sbk[s * kLdB + d]);
-    };
-#pragma unroll
-    for (int kk = 0; kk < K / 16; ++kk) {
-      uint32_t ah[4], al[4];
-      frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-        uint32_t bh0, bh1, bl0, bl1;
-        gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fb, 16 * kk, 16 * cb + 8 * jj, gq, tq);
-        mma_split(sc[2 * cb + jj], ah, al, bh0, bh1, bl0, bl1);
-      }
-    }
-  }
+  kv_scores<K>(sc, sq, sk, sbk, warp, gq, tq);
 #pragma unroll
   for (int j = 0; j < 8; ++j)
 #pragma unroll
@@ -1019,9 +1041,32 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o_kv(con
       if (s <= t) val = p.scale * sqn[t] * skn[s] * sc[j][e];
       sc[j][e] = val;
     }
+  __syncthreads();  // every warp has its scores: U goes where k was
+  load_tile<V, true>(su, p.u + h * V, r0, r1, p.h * V);
+  cp_async_commit();
   float acc[V / 8][4];
 #pragma unroll
   for (int j = 0; j < V / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  cp_async_wait<1>();  // S_c (this thread's part)
+  __syncthreads();
+  // Inter-chunk part: scale qn (q ⊙ e^b) S_c.
+  auto fqi = [&](int t, int d) {
+    return p.scale * sqn[t] * __expf(sbk[t * kLdB + d]) * ld_bf16(sq + t * kLdK + d);
+  };
+#pragma unroll 1
+  for (int kk = 0; kk < K / 16; ++kk) {
+    uint32_t a[4];
+    frag_a(a, fqi, t0, 16 * kk, gq, tq);
+#pragma unroll
+    for (int jj = 0; jj < V / 16; ++jj) {
+      uint32_t bfr[4];
+      load_b(bfr, ss, kLdV, 16 * kk, 16 * jj, lane);
+      mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
+      mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // U
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     if (j <= warp) {
@@ -1034,22 +1079,6 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o_kv(con
         mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
         mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
       }
-    }
-  }
-  // Inter-chunk part: scale qn (q ⊙ e^b) S_c.
-  auto fqi = [&](int t, int d) {
-    return p.scale * sqn[t] * __expf(sbk[t * kLdB + d]) * ld_bf16(sq + t * kLdK + d);
-  };
-#pragma unroll
-  for (int kk = 0; kk < K / 16; ++kk) {
-    uint32_t a[4];
-    frag_a(a, fqi, t0, 16 * kk, gq, tq);
-#pragma unroll
-    for (int jj = 0; jj < V / 16; ++jj) {
-      uint32_t bfr[4];
-      load_b(bfr, ss, kLdV, 16 * kk, 16 * jj, lane);
-      mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
-      mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
     }
   }
 #pragma unroll
