@@ -1539,7 +1539,9 @@ constexpr int grad_kv_smem_bytes() {
 }
 
 // One block per (chunk, head), KeyVector: dq, dk, dv, dβ and the row-side db terms (p.dbk, for
-// the dg kernel); warp w owns rows [16w, 16w + 16), reference row ref = 16w + 7. With
+// the dg kernel); 8 warps in two sides, warps w and w + 4 own rows [16w, 16w + 16) (w < 4),
+// reference row ref = 16w + 7. Side 0: dRβ, dv, dβ, the score tiles E and dM, then dk̂; side 1:
+// dq̂ (its inter-chunk part while side 0 forms the tiles). With
 // dM = scale dO Uᵀ (s <= t), dA = −StrictLower(dRβ Uᵀ), E = diag(β) dA:
 //   dq̂_t = scale e^{b_t} ⊙ S_c dO_t + Σ_{s<t} dM[t, s] k̂_s Γ_ts + dM[t, t] k̂_t
 //   dk̂_r = Σ_{s>r} (E[s, r] k̂_s + dM[s, r] q̂_s) Γ_sr                          (column terms)
@@ -1548,7 +1550,8 @@ constexpr int grad_kv_smem_bytes() {
 //   db_t = q̂_t ⊙ (dq̂_t − diagonal) + k̂_t ⊙ (row terms − column terms)
 // (the X term and the state term of dg are added by the dg kernel; the diagonal terms cancel).
 template <int K, int V>
-__global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(const Params p) {
+__global__ void __launch_bounds__(kGradThreads, 1)
+    delta_rule_chunk_bwd_kernel_grad_kv(const Params p) {
   constexpr int kLdK = K + 8, kLdV = V + 8, kLdB = K + 4;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sq = reinterpret_cast<bf16*>(smem_raw);
@@ -1583,21 +1586,22 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
   const int64_t nsl = V / kBV;
-  load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
-  load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
-  load_tile<V, true>(sdo, p.dout + h * V, r0, r1, p.h * V);
-  load_tile<V, true>(su, p.u + h * V, r0, r1, p.h * V);
-  load_state_async<K, V>(ss, p.hs + (x * p.h + h) * K * V);
-  load_tile_f32_async<K>(sbk, p.bk + h * K, r0, r1, p.h * K);
+  constexpr int NT = kGradThreads;
+  load_tile<K, true, NT>(sq, p.q + h * K, r0, r1, p.h * K);
+  load_tile<K, true, NT>(sk, p.k + h * K, r0, r1, p.h * K);
+  load_tile<V, true, NT>(sdo, p.dout + h * V, r0, r1, p.h * V);
+  load_tile<V, true, NT>(su, p.u + h * V, r0, r1, p.h * V);
+  load_state_async<K, V, NT>(ss, p.hs + (x * p.h + h) * K * V);
+  load_tile_f32_async<K, NT>(sbk, p.bk + h * K, r0, r1, p.h * K);
   {
     const float* tsrc = p.tm + (x * p.h + h) * kBT * kBT;
-    for (int idx = tid; idx < kBT * kBT / 4; idx += kThreads) {
+    for (int idx = tid; idx < kBT * kBT / 4; idx += NT) {
       const int r = idx / (kBT / 4), c = 4 * (idx % (kBT / 4));
       cp_async16(stm + r * kLdT + c, tsrc + r * kBT + c, true);
     }
   }
-  load_tile<V, true>(sdu, p.duh + h * V, r0, r1, p.h * V);
-  load_tile<V, true>(sdul, p.dul + h * V, r0, r1, p.h * V);
+  load_tile<V, true, NT>(sdu, p.duh + h * V, r0, r1, p.h * V);
+  load_tile<V, true, NT>(sdul, p.dul + h * V, r0, r1, p.h * V);
   cp_async_commit();
   if (tid < kBT) {
     const bool ok = tid < valid;
@@ -1607,10 +1611,14 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
   }
   cp_async_wait<0>();
   __syncthreads();
-  fix_gate_kv<K>(sbk, valid);
+  if (tid < kThreads) fix_gate_kv<K>(sbk, valid);
   __syncthreads();
 
-  const int lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
+  // Warps w and w + 4 share rows [16 (w % 4), + 16): side 0 (warps 0-3) computes dRβ, dv, dβ,
+  // the E and dM tiles and then dk̂; side 1 (warps 4-7) computes dq̂'s inter-chunk part while
+  // side 0 forms the tiles (named barrier 2, all warps), then dq̂'s intra-chunk part and dq.
+  // Side 0 writes the k̂ part of db first; side 1 adds the q̂ part after named barrier 3.
+  const int lane = tid & 31, warp = (tid >> 5) & 3, side = tid >> 7, gq = lane >> 2, tq = lane & 3;
   const int t0 = 16 * warp;
   const int ra = t0 + gq, rb = ra + 8;  // this thread's two fragment rows
   const float* gr = sbk + (t0 + 7) * kLdB;
@@ -1620,184 +1628,171 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
   auto qhat = [&](int t, int i) { return sqn[t] * ld_bf16(sq + t * kLdK + i); };
   float dbeta[2] = {0.f, 0.f};
 
-  // ---- dRβ = Tᵀ dU (rows s: Σ_{r >= s} T[r, s] dU_r); dV = β dRβ ----
   float ar[V / 8][4];
+  float aq[K / 8][4];
+  if (side == 0) {
+    // ---- dRβ = Tᵀ dU (rows s: Σ_{r >= s} T[r, s] dU_r); dV = β dRβ ----
 #pragma unroll
-  for (int j = 0; j < V / 8; ++j) ar[j][0] = ar[j][1] = ar[j][2] = ar[j][3] = 0.f;
-  {
-    auto ft = [&](int s, int r) { return stm[r * kLdT + s]; };
+    for (int j = 0; j < V / 8; ++j) ar[j][0] = ar[j][1] = ar[j][2] = ar[j][3] = 0.f;
+    {
+      auto ft = [&](int s, int r) { return stm[r * kLdT + s]; };
 #pragma unroll kGradUnroll
-    for (int kk = 0; kk < 4; ++kk) {
-      if (kk < warp) continue;
-      uint32_t hi[4], lo[4];
-      frag_a_split(hi, lo, ft, t0, 16 * kk, gq, tq);
+      for (int kk = 0; kk < 4; ++kk) {
+        if (kk < warp) continue;
+        uint32_t hi[4], lo[4];
+        frag_a_split(hi, lo, ft, t0, 16 * kk, gq, tq);
 #pragma unroll
-      for (int jj = 0; jj < V / 16; ++jj) {
-        uint32_t bh[4], bl[4];
-        load_b(bh, sdu, kLdV, 16 * kk, 16 * jj, lane);
-        load_b(bl, sdul, kLdV, 16 * kk, 16 * jj, lane);
-        mma_split(ar[2 * jj], hi, lo, bh[0], bh[1], bl[0], bl[1]);
-        mma_split(ar[2 * jj + 1], hi, lo, bh[2], bh[3], bl[2], bl[3]);
-      }
-    }
-  }
-  if (p.dv) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int t = t0 + gq + 8 * r;
-      const int64_t row = r0 + t;
-      if (row >= r1) continue;
-      bf16* dst = p.dv + (row * p.h + h) * V;
-#pragma unroll
-      for (int j = 0; j < V / 8; ++j)
-        *reinterpret_cast<uint32_t*>(dst + 8 * j + 2 * tq) =
-            pack_bf16(sbeta[t] * ar[j][2 * r], sbeta[t] * ar[j][2 * r + 1]);
-    }
-  }
-  // dβ from R = V − (K̂ ⊙ e^b) S_c.
-  {
-    float ak[V / 8][4];
-#pragma unroll
-    for (int j = 0; j < V / 8; ++j) ak[j][0] = ak[j][1] = ak[j][2] = ak[j][3] = 0.f;
-    auto fke = [&](int t, int i) { return ld_bf16(sk + t * kLdK + i) * __expf(gb(t, i)); };
-#pragma unroll kGradUnroll
-    for (int kk = 0; kk < K / 16; ++kk) {
-      uint32_t ah[4], al[4];  // k ⊙ e^b split, so that only S_c is rounded (as with scalar gates)
-      frag_a_split(ah, al, fke, t0, 16 * kk, gq, tq);
-#pragma unroll
-      for (int jj = 0; jj < V / 16; ++jj) {
-        uint32_t bfr[4];
-        load_b(bfr, ss, kLdV, 16 * kk, 16 * jj, lane);
-        mma_16816(ak[2 * jj], ah, bfr[0], bfr[1]);
-        mma_16816(ak[2 * jj + 1], ah, bfr[2], bfr[3]);
-        mma_16816(ak[2 * jj], al, bfr[0], bfr[1]);
-        mma_16816(ak[2 * jj + 1], al, bfr[2], bfr[3]);
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int t = t0 + gq + 8 * r;
-      const int64_t row = r0 + t;
-      float xv = 0.f;
-      if (row < r1) {
-        const bf16* vrow = p.v + (row * p.h + h) * V;
-#pragma unroll
-        for (int j = 0; j < V / 8; ++j) {
-          const int col = 8 * j + 2 * tq;
-          xv = fmaf(ar[j][2 * r], ld_bf16(vrow + col) - skn[t] * ak[j][2 * r], xv);
-          xv = fmaf(ar[j][2 * r + 1], ld_bf16(vrow + col + 1) - skn[t] * ak[j][2 * r + 1], xv);
+        for (int jj = 0; jj < V / 16; ++jj) {
+          uint32_t bh[4], bl[4];
+          load_b(bh, sdu, kLdV, 16 * kk, 16 * jj, lane);
+          load_b(bl, sdul, kLdV, 16 * kk, 16 * jj, lane);
+          mma_split(ar[2 * jj], hi, lo, bh[0], bh[1], bl[0], bl[1]);
+          mma_split(ar[2 * jj + 1], hi, lo, bh[2], bh[3], bl[2], bl[3]);
         }
       }
-      dbeta[r] += quad_sum(xv);
     }
-  }
-  __syncthreads();  // every warp is done with T and dU: the region takes the score tiles
+    if (p.dv) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int t = t0 + gq + 8 * r;
+        const int64_t row = r0 + t;
+        if (row >= r1) continue;
+        bf16* dst = p.dv + (row * p.h + h) * V;
+#pragma unroll
+        for (int j = 0; j < V / 8; ++j)
+          *reinterpret_cast<uint32_t*>(dst + 8 * j + 2 * tq) =
+              pack_bf16(sbeta[t] * ar[j][2 * r], sbeta[t] * ar[j][2 * r + 1]);
+      }
+    }
+    // dβ from R = V − (K̂ ⊙ e^b) S_c.
+    {
+      float ak[V / 8][4];
+#pragma unroll
+      for (int j = 0; j < V / 8; ++j) ak[j][0] = ak[j][1] = ak[j][2] = ak[j][3] = 0.f;
+      auto fke = [&](int t, int i) { return ld_bf16(sk + t * kLdK + i) * __expf(gb(t, i)); };
+#pragma unroll kGradUnroll
+      for (int kk = 0; kk < K / 16; ++kk) {
+        uint32_t ah[4], al[4];  // k ⊙ e^b split, so that only S_c is rounded (as with scalar gates)
+        frag_a_split(ah, al, fke, t0, 16 * kk, gq, tq);
+#pragma unroll
+        for (int jj = 0; jj < V / 16; ++jj) {
+          uint32_t bfr[4];
+          load_b(bfr, ss, kLdV, 16 * kk, 16 * jj, lane);
+          mma_16816(ak[2 * jj], ah, bfr[0], bfr[1]);
+          mma_16816(ak[2 * jj + 1], ah, bfr[2], bfr[3]);
+          mma_16816(ak[2 * jj], al, bfr[0], bfr[1]);
+          mma_16816(ak[2 * jj + 1], al, bfr[2], bfr[3]);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int t = t0 + gq + 8 * r;
+        const int64_t row = r0 + t;
+        float xv = 0.f;
+        if (row < r1) {
+          const bf16* vrow = p.v + (row * p.h + h) * V;
+#pragma unroll
+          for (int j = 0; j < V / 8; ++j) {
+            const int col = 8 * j + 2 * tq;
+            xv = fmaf(ar[j][2 * r], ld_bf16(vrow + col) - skn[t] * ak[j][2 * r], xv);
+            xv = fmaf(ar[j][2 * r + 1], ld_bf16(vrow + col + 1) - skn[t] * ak[j][2 * r + 1], xv);
+          }
+        }
+        dbeta[r] += quad_sum(xv);
+      }
+    }
+    bar_sync_named(1, kThreads);  // side 0 is done with T and dU: the region takes the tiles
 
-  // ---- dA = −StrictLower(dRβ Uᵀ), E = β dA (tiles), dβ += Σ_r dA[s, r] A_kk[s, r] ----
-  {
-    float se_r[8][4], sg[8][4];
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) se_r[j][e] = sg[j][e] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < V / 16; ++kk) {
-      uint32_t a[4];
-      c_to_a_n(a, ar, kk);
+    // ---- dA = −StrictLower(dRβ Uᵀ), E = β dA (tiles), dβ += Σ_r dA[s, r] A_kk[s, r] ----
+    {
+      float se_r[8][4], sg[8][4];
 #pragma unroll
       for (int j = 0; j < 8; ++j)
-        if (j < 2 * warp + 2) {
-          uint32_t b0, b1;
-          load_bt(b0, b1, su, kLdV, 8 * j, 16 * kk, gq, tq);
-          mma_16816(se_r[j], a, b0, b1);
-        }
-    }
-    // A_kk (without kn) by the reference row: (k_s e^{b_s − b_ref}) · (k_r e^{b_ref − b_r}).
-    auto fa = [&](int s, int i) { return ld_bf16(sk + s * kLdK + i) * __expf(gb(s, i) - gr[i]); };
-    auto fb = [&](int i, int r) { return ld_bf16(sk + r * kLdK + i) * __expf(gr[i] - gb(r, i)); };
-#pragma unroll kGradUnroll
-    for (int kk = 0; kk < K / 16; ++kk) {
-      uint32_t ah[4], al[4];
-      frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
 #pragma unroll
-      for (int j = 0; j < 8; ++j)
-        if (j < 2 * warp + 2) {
-          uint32_t bh0, bh1, bl0, bl1;
-          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fb, 16 * kk, 8 * j, gq, tq);
-          mma_split(sg[j], ah, al, bh0, bh1, bl0, bl1);
-        }
-    }
-    float xb[2] = {0.f, 0.f};
+        for (int e = 0; e < 4; ++e) se_r[j][e] = sg[j][e] = 0.f;
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
+      for (int kk = 0; kk < V / 16; ++kk) {
+        uint32_t a[4];
+        c_to_a_n(a, ar, kk);
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int s = t0 + gq + (e >> 1) * 8, r = 8 * j + 2 * tq + (e & 1);
-        float ev = 0.f;
-        if (r < s) {
-          const float da = -se_r[j][e];
-          xb[e >> 1] += da * skn[s] * skn[r] * sg[j][e];
-          ev = sbeta[s] * da;
-        }
-        uint32_t hi, lo;
-        split_bf16(ev, 0.f, hi, lo);
-        *reinterpret_cast<uint16_t*>(seh + s * kLdE + r) = uint16_t(hi & 0xffffu);
-        *reinterpret_cast<uint16_t*>(sel + s * kLdE + r) = uint16_t(lo & 0xffffu);
-        *reinterpret_cast<uint16_t*>(seth + r * kLdE + s) = uint16_t(hi & 0xffffu);
-        *reinterpret_cast<uint16_t*>(setl + r * kLdE + s) = uint16_t(lo & 0xffffu);
+        for (int j = 0; j < 8; ++j)
+          if (j < 2 * warp + 2) {
+            uint32_t b0, b1;
+            load_bt(b0, b1, su, kLdV, 8 * j, 16 * kk, gq, tq);
+            mma_16816(se_r[j], a, b0, b1);
+          }
       }
-    dbeta[0] += quad_sum(xb[0]);
-    dbeta[1] += quad_sum(xb[1]);
-  }
-  // ---- dM = scale dO Uᵀ (tiles: strictly causal part; the diagonal to sdm) ----
-  {
-    float sc[8][4];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+      // A_kk (without kn) by the reference row: (k_s e^{b_s − b_ref}) · (k_r e^{b_ref − b_r}).
+      auto fa = [&](int s, int i) { return ld_bf16(sk + s * kLdK + i) * __expf(gb(s, i) - gr[i]); };
+      auto fb = [&](int i, int r) { return ld_bf16(sk + r * kLdK + i) * __expf(gr[i] - gb(r, i)); };
 #pragma unroll kGradUnroll
-    for (int kk = 0; kk < V / 16; ++kk) {
-      uint32_t a[4];
-      load_a(a, sdo, kLdV, t0, 16 * kk, gq, tq);
+      for (int kk = 0; kk < K / 16; ++kk) {
+        uint32_t ah[4], al[4];
+        frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          if (j < 2 * warp + 2) {
+            uint32_t bh0, bh1, bl0, bl1;
+            gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fb, 16 * kk, 8 * j, gq, tq);
+            mma_split(sg[j], ah, al, bh0, bh1, bl0, bl1);
+          }
+      }
+      float xb[2] = {0.f, 0.f};
 #pragma unroll
       for (int j = 0; j < 8; ++j)
-        if (j < 2 * warp + 2) {
-          uint32_t b0, b1;
-          load_bt(b0, b1, su, kLdV, 8 * j, 16 * kk, gq, tq);
-          mma_16816(sc[j], a, b0, b1);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int s = t0 + gq + (e >> 1) * 8, r = 8 * j + 2 * tq + (e & 1);
+          float ev = 0.f;
+          if (r < s) {
+            const float da = -se_r[j][e];
+            xb[e >> 1] += da * skn[s] * skn[r] * sg[j][e];
+            ev = sbeta[s] * da;
+          }
+          uint32_t hi, lo;
+          split_bf16(ev, 0.f, hi, lo);
+          *reinterpret_cast<uint16_t*>(seh + s * kLdE + r) = uint16_t(hi & 0xffffu);
+          *reinterpret_cast<uint16_t*>(sel + s * kLdE + r) = uint16_t(lo & 0xffffu);
+          *reinterpret_cast<uint16_t*>(seth + r * kLdE + s) = uint16_t(hi & 0xffffu);
+          *reinterpret_cast<uint16_t*>(setl + r * kLdE + s) = uint16_t(lo & 0xffffu);
+        }
+      dbeta[0] += quad_sum(xb[0]);
+      dbeta[1] += quad_sum(xb[1]);
+    }
+    // ---- dM = scale dO Uᵀ (tiles: strictly causal part; the diagonal to sdm) ----
+    {
+      float sc[8][4];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll kGradUnroll
+      for (int kk = 0; kk < V / 16; ++kk) {
+        uint32_t a[4];
+        load_a(a, sdo, kLdV, t0, 16 * kk, gq, tq);
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          if (j < 2 * warp + 2) {
+            uint32_t b0, b1;
+            load_bt(b0, b1, su, kLdV, 8 * j, 16 * kk, gq, tq);
+            mma_16816(sc[j], a, b0, b1);
+          }
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int t = t0 + gq + (e >> 1) * 8, s = 8 * j + 2 * tq + (e & 1);
+          const float val = s < t ? p.scale * sc[j][e] : 0.f;
+          if (s == t) sdm[t] = p.scale * sc[j][e];
+          uint32_t hi, lo;
+          split_bf16(val, 0.f, hi, lo);
+          *reinterpret_cast<uint16_t*>(smh + t * kLdE + s) = uint16_t(hi & 0xffffu);
+          *reinterpret_cast<uint16_t*>(sml + t * kLdE + s) = uint16_t(lo & 0xffffu);
+          *reinterpret_cast<uint16_t*>(smth + s * kLdE + t) = uint16_t(hi & 0xffffu);
+          *reinterpret_cast<uint16_t*>(smtl + s * kLdE + t) = uint16_t(lo & 0xffffu);
         }
     }
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int t = t0 + gq + (e >> 1) * 8, s = 8 * j + 2 * tq + (e & 1);
-        const float val = s < t ? p.scale * sc[j][e] : 0.f;
-        if (s == t) sdm[t] = p.scale * sc[j][e];
-        uint32_t hi, lo;
-        split_bf16(val, 0.f, hi, lo);
-        *reinterpret_cast<uint16_t*>(smh + t * kLdE + s) = uint16_t(hi & 0xffffu);
-        *reinterpret_cast<uint16_t*>(sml + t * kLdE + s) = uint16_t(lo & 0xffffu);
-        *reinterpret_cast<uint16_t*>(smth + s * kLdE + t) = uint16_t(hi & 0xffffu);
-        *reinterpret_cast<uint16_t*>(smtl + s * kLdE + t) = uint16_t(lo & 0xffffu);
-      }
-  }
-  __syncthreads();  // score tiles and sdm complete; U is no longer read
-  // su takes this warp's rows of −β dRβ (bf16: the R term's A operand), so that dRβ does not stay
-  // in registers through dq̂.
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int t = t0 + gq + 8 * r;
-    const float f = -sbeta[t];
-#pragma unroll
-    for (int j = 0; j < V / 8; ++j)
-      *reinterpret_cast<uint32_t*>(su + t * kLdV + 8 * j + 2 * tq) =
-          pack_bf16(f * ar[j][2 * r], f * ar[j][2 * r + 1]);
-  }
-  __syncwarp();
-
-  // ---- dq̂ ----
-  {
-    float aq[K / 8][4];
+  } else {
+    // ---- dq̂, inter-chunk part (side 1, while side 0 forms the tiles) ----
 #pragma unroll
     for (int j = 0; j < K / 8; ++j) aq[j][0] = aq[j][1] = aq[j][2] = aq[j][3] = 0.f;
 #pragma unroll kGradUnroll
@@ -1811,6 +1806,10 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
         mma_16816(aq[j], a, b0, b1);
       }
     }
+  }
+  bar_sync_named(2, kGradThreads);  // score tiles and sdm complete; U is no longer read
+  if (side == 1) {
+    // ---- dq̂, intra-chunk part and dq ----
     // Intra-chunk part, per 8 key dims: e^{b_t − b_ref} Σ_{s<t} dM[t, s] (k̂_s e^{b_ref − b_s}).
     auto fks = [&](int s, int i) {
       return skn[s] * ld_bf16(sk + s * kLdK + i) * __expf(gr[i] - gb(s, i));
@@ -1838,7 +1837,21 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
       }
       place_row(aq, cur, j);
     }
-    // Row-side db (first writer of p.dbk), then the diagonal term.
+    // dq = the intra and inter parts plus the diagonal term (through the l2 backward); then aq
+    // takes the q̂ part of db (without the diagonal), added to p.dbk after side 0 wrote its part.
+    float dot[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int t = t0 + gq + 8 * r;
+      float xd = 0.f;
+#pragma unroll
+      for (int j = 0; j < K / 8; ++j) {
+        const int col = 8 * j + 2 * tq;
+        xd = fmaf(aq[j][2 * r] + sdm[t] * khat(t, col), qhat(t, col), xd);
+        xd = fmaf(aq[j][2 * r + 1] + sdm[t] * khat(t, col + 1), qhat(t, col + 1), xd);
+      }
+      dot[r] = quad_sum(xd);
+    }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int t = t0 + gq + 8 * r;
@@ -1846,35 +1859,45 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
 #pragma unroll
       for (int j = 0; j < K / 8; ++j) {
         const int col = 8 * j + 2 * tq;
-        if (row < r1)
-          *reinterpret_cast<float2*>(p.dbk + (row * p.h + h) * K + col) =
-              make_float2(qhat(t, col) * aq[j][2 * r], qhat(t, col + 1) * aq[j][2 * r + 1]);
-        aq[j][2 * r] += sdm[t] * khat(t, col);
-        aq[j][2 * r + 1] += sdm[t] * khat(t, col + 1);
-      }
-    }
-    float dot[2];
-    row_dot(dot, aq, qhat, t0, gq, tq);
-    if (p.dq) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int t = t0 + gq + 8 * r;
-        const int64_t row = r0 + t;
-        if (row >= r1) continue;
-        bf16* dst = p.dq + (row * p.h + h) * K;
-#pragma unroll
-        for (int j = 0; j < K / 8; ++j) {
-          const int col = 8 * j + 2 * tq;
-          float a0 = aq[j][2 * r], a1 = aq[j][2 * r + 1];
-          if (p.l2) {
-            a0 = sqn[t] * (a0 - qhat(t, col) * dot[r]);
-            a1 = sqn[t] * (a1 - qhat(t, col + 1) * dot[r]);
-          }
-          *reinterpret_cast<uint32_t*>(dst + col) = pack_bf16(a0, a1);
+        float a0 = aq[j][2 * r] + sdm[t] * khat(t, col);
+        float a1 = aq[j][2 * r + 1] + sdm[t] * khat(t, col + 1);
+        if (p.l2) {
+          a0 = sqn[t] * (a0 - qhat(t, col) * dot[r]);
+          a1 = sqn[t] * (a1 - qhat(t, col + 1) * dot[r]);
         }
+        if (p.dq && row < r1)
+          *reinterpret_cast<uint32_t*>(p.dq + (row * p.h + h) * K + col) = pack_bf16(a0, a1);
+        aq[j][2 * r] *= qhat(t, col);
+        aq[j][2 * r + 1] *= qhat(t, col + 1);
       }
     }
+    __threadfence_block();
+    bar_sync_named(3, kGradThreads);  // side 0's part of db is in p.dbk
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int64_t row = r0 + t0 + gq + 8 * r;
+      if (row >= r1) continue;
+#pragma unroll
+      for (int j = 0; j < K / 8; ++j) {
+        float2* dst = reinterpret_cast<float2*>(p.dbk + (row * p.h + h) * K + 8 * j + 2 * tq);
+        const float2 old = *dst;
+        *dst = make_float2(old.x + aq[j][2 * r], old.y + aq[j][2 * r + 1]);
+      }
+    }
+    return;
   }
+  // su takes this warp's rows of −β dRβ (bf16: the R term's A operand), so that dRβ does not stay
+  // in registers through dq̂.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int t = t0 + gq + 8 * r;
+    const float f = -sbeta[t];
+#pragma unroll
+    for (int j = 0; j < V / 8; ++j)
+      *reinterpret_cast<uint32_t*>(su + t * kLdV + 8 * j + 2 * tq) =
+          pack_bf16(f * ar[j][2 * r], f * ar[j][2 * r + 1]);
+  }
+  __syncwarp();
 
   // ---- dk̂, per 8 key dims: column terms (output factor e^{b_ref − b_r}), row terms (e^{b_r −
   // b_ref}; the R term's e^{b_r} = e^{b_r − b_ref} e^{b_ref}), X and diagonal terms ----
@@ -1893,9 +1916,9 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
     // Rolled over j as dq̂ (ak[j] written by an unrolled select).
 #pragma unroll 1
     for (int j = 0; j < K / 8; ++j) {
-      // This iteration's global inputs of the epilogue (Y summed over the V slices, and the row
-      // side db written in the dq̂ phase), loaded first so that they arrive during the products.
-      float yv[2][2] = {}, dbo[2][2] = {};
+      // This iteration's global input of the epilogue (Y summed over the V slices), loaded
+      // first so that it arrives during the products.
+      float yv[2][2] = {};
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int64_t row = r0 + t0 + gq + 8 * r;
@@ -1907,9 +1930,6 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
           yv[r][0] += y.x;
           yv[r][1] += y.y;
         }
-        const float2 old = *reinterpret_cast<const float2*>(p.dbk + (row * p.h + h) * K + i);
-        dbo[r][0] = old.x;
-        dbo[r][1] = old.y;
       }
       float tc[4] = {0.f, 0.f, 0.f, 0.f}, tr[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll kGradUnroll
@@ -1956,7 +1976,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
         }
         if (row < r1)
           *reinterpret_cast<float2*>(p.dbk + (row * p.h + h) * K + 8 * j + 2 * tq) =
-              make_float2(dbo[r][0] + dbv[0], dbo[r][1] + dbv[1]);
+              make_float2(dbv[0], dbv[1]);  // first writer (side 1 adds its part)
       }
       place_row(ak, cur, j);
     }
@@ -1986,6 +2006,8 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_grad_kv(
     if (r0 + ra < r1) p.dbeta[(r0 + ra) * p.h + h] = dbeta[0];
     if (r0 + rb < r1) p.dbeta[(r0 + rb) * p.h + h] = dbeta[1];
   }
+  __threadfence_block();
+  asm volatile("bar.arrive 3, %0;\n" ::"n"(kGradThreads) : "memory");  // p.dbk: side 0's part
 }
 
 // One block per (chunk, head), thread i per key dim: dg_r[i] = Σ_{u >= r} db_u[i] (row-side
@@ -2079,7 +2101,7 @@ void launch_chunk_kernels_kv(const Params& p, cudaStream_t st) {
     constexpr int smem = grad_kv_smem_bytes<K, V>();
     auto kern = delta_rule_chunk_bwd_kernel_grad_kv<K, V>;
     kern::ensure_dynamic_smem(kern, smem);
-    kern<<<grid, kThreads, smem, st>>>(p);
+    kern<<<grid, kGradThreads, smem, st>>>(p);
     SEQMIX_LAUNCH_CHECK();
     if (p.dg) {
       delta_rule_chunk_bwd_kernel_dg_kv<K><<<grid, kThreads, 0, st>>>(p);
