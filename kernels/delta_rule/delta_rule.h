@@ -39,15 +39,16 @@ enum class DeltaAlgo { Auto, Chunked, Recurrent };
 
 const char* delta_gate_name(DeltaGate g);
 
-// What the chunked CUDA forward with a scalar gate (None / HeadScalar) can keep for its backward,
-// so that the backward skips its recompute of the forward state pass: the bf16 chunk-start
-// states hs [chunks, H, K, V] and U [B·T, H, V] (bf16 hi parts), and with `want_dg` their bf16
-// lo parts hsl, ul (the dg terms read hi + lo). Set `want_dg` before the forward when the
-// backward will compute dg (without the lo parts such a backward recomputes), and pass the same
-// object to the backward with the same arguments: the backward checks only the shapes, dtypes
-// and device of what it is given, so a set kept from other values of the same shapes would give
-// wrong gradients. The forward fills the tensors only when it runs the chunked path; a backward
-// given empty ones recomputes. Memory: 2 (4 with want_dg) bytes per element of both.
+// What the chunked CUDA forward can keep for its backward, so that the backward skips its
+// recompute of the forward state pass: the bf16 chunk-start states hs [chunks, H, K, V] and U
+// [B·T, H, V] (bf16 hi parts), with `want_dg` the bf16 lo part hsl of hs, and with `want_dg` or
+// the KeyVector gate U's lo part ul (the dg terms, and the KeyVector backward's Y = U dS', read
+// hi + lo). Set `want_dg` before the forward when the backward will compute dg (without hsl
+// such a backward recomputes), and pass the same object to the backward with the same
+// arguments: the backward checks only the shapes, dtypes and device of what it is given, so a
+// set kept from other values of the same shapes would give wrong gradients. The forward fills
+// the tensors only when it runs the chunked path; a backward given empty ones recomputes.
+// Memory: 2 bytes per element of both, 4 with the lo parts.
 struct DeltaChunkKeep {
   bool want_dg = false;
   Tensor hs, hsl, u, ul;

@@ -1221,10 +1221,11 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_dui_kv(c
 }
 
 // Tile buffer of the KeyVector reverse state pass: K̃ and W (fp32), the block's du_in columns,
-// the chunk's last b per key dim; Q̃ (fp32) and dO have one buffer each.
+// the chunk's last b per key dim, and (with dg) the block's columns of S_c as bf16 hi + lo; Q̃
+// (fp32) and dO have one buffer each.
 template <int K>
 constexpr int rstates_kv_stage_bytes() {
-  return 2 * kBT * (K + 4) * 4 + kBT * (kBV + 4) * 4 + K * 4;
+  return 2 * kBT * (K + 4) * 4 + kBT * (kBV + 4) * 4 + K * 4 + 2 * K * (kBV + 8) * 2;
 }
 template <int K>
 constexpr int rstates_kv_smem_bytes(int stages) {
@@ -1237,6 +1238,8 @@ struct RKvStage {
   float* w;
   float* dui;
   float* bl;
+  bf16* sh;  // S_c hi [K][kBV + 8]
+  bf16* sl;  // and lo
 };
 template <int K>
 __device__ __forceinline__ RKvStage rstates_kv_stage(unsigned char* base, int s) {
@@ -1245,6 +1248,8 @@ __device__ __forceinline__ RKvStage rstates_kv_stage(unsigned char* base, int s)
   st.w = st.kt + kBT * (K + 4);
   st.dui = st.w + kBT * (K + 4);
   st.bl = st.dui + kBT * (kBV + 4);
+  st.sh = reinterpret_cast<bf16*>(st.bl + K);
+  st.sl = st.sh + K * (kBV + 8);
   return st;
 }
 
@@ -1282,6 +1287,14 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
     load_tile_f32_async<K>(s.w, p.w + h * K, r0, eos, p.h * K);
     load_tile_f32_async<kBV>(s.dui, p.du_in + h * p.vd + v0, r0, eos, p.h * p.vd);
     if (tid < K / 4) cp_async16(s.bl + 4 * tid, p.bk + (rl * p.h + h) * K + 4 * tid, true);
+    if (p.sdk) {  // S_c's columns of this block, hi and lo (whole 16-byte pieces, full sectors)
+      const int64_t off = ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
+      for (int idx = tid; idx < K * (kBV / 8); idx += kThreads) {
+        const int d = idx / (kBV / 8), col = 8 * (idx % (kBV / 8));
+        cp_async16(s.sh + d * (kBV + 8) + col, p.hs + off + int64_t(d) * p.vd + col, true);
+        cp_async16(s.sl + d * (kBV + 8) + col, p.hsl + off + int64_t(d) * p.vd + col, true);
+      }
+    }
   };
   auto issue_q = [&](int64_t c) {
     const int64_t r0 = bos + c * kBT;
@@ -1315,38 +1328,21 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
       issue_q(c);
       cp_async_commit();
     }
-    // dS_{c+1}: split copy to shared memory; with dg, its fp32 row dots with the fp32 S_c.
+    // dS_{c+1}: split copy to shared memory.
     const int64_t hoff = (chunk * p.h + h) * K * p.vd + v0;
-    float rdot[kMT][2];
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int d = dbase + 16 * m + gq + r * 8;
-        float dot = 0.f;
 #pragma unroll
         for (int j = 0; j < kBV / 8; ++j) {
           uint32_t hi, lo;
           split_bf16(acc[m][j][2 * r], acc[m][j][2 * r + 1], hi, lo);
-          const int64_t off = hoff + d * p.vd + 8 * j + 2 * tq;
-          if (p.sdk) {
-            const float2 sv = *reinterpret_cast<const float2*>(p.hs32 + off);
-            dot = fmaf(acc[m][j][2 * r], sv.x, dot);
-            dot = fmaf(acc[m][j][2 * r + 1], sv.y, dot);
-          }
           *reinterpret_cast<uint32_t*>(shi + d * kLdV + 8 * j + 2 * tq) = hi;
           *reinterpret_cast<uint32_t*>(slo + d * kLdV + 8 * j + 2 * tq) = lo;
         }
-        rdot[m][r] = quad_sum(dot);
       }
-    if (p.sdk && tq == 0) {
-#pragma unroll
-      for (int m = 0; m < kMT; ++m)
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-          p.sdk[((chunk * p.h + h) * nsl + blockIdx.x) * K + dbase + 16 * m + gq + 8 * r] =
-              rdot[m][r];
-    }
     cp_async_wait<0>();
     __syncthreads();  // chunk c's tiles and dS_{c+1} visible; chunk c + 1's stage is done
     if (kStages == 2 && c > 0) {
@@ -1354,6 +1350,27 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
       cp_async_commit();
     }
     const RKvStage s = rstates_kv_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
+    // With dg: the row dots of the fp32 dS_{c+1} (still in acc) with S_c (hi + lo, ~16 mantissa
+    // bits, from the stage: this thread's own positions, free of bank conflicts).
+    if (p.sdk) {
+#pragma unroll
+      for (int m = 0; m < kMT; ++m)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int d = dbase + 16 * m + gq + r * 8;
+          float dot = 0.f;
+#pragma unroll
+          for (int j = 0; j < kBV / 8; ++j) {
+            const int o = d * kLdV + 8 * j + 2 * tq;
+            const float2 sh = unpack_bf16(*reinterpret_cast<const uint32_t*>(s.sh + o));
+            const float2 sl = unpack_bf16(*reinterpret_cast<const uint32_t*>(s.sl + o));
+            dot = fmaf(acc[m][j][2 * r], sh.x + sl.x, dot);
+            dot = fmaf(acc[m][j][2 * r + 1], sh.y + sl.y, dot);
+          }
+          dot = quad_sum(dot);
+          if (tq == 0) p.sdk[((chunk * p.h + h) * nsl + blockIdx.x) * K + d] = dot;
+        }
+    }
     // dS ← Diag(exp(B)) dS + Q̃ᵀ dO (dS_{c+1} lives on in its split copy).
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
@@ -2157,10 +2174,11 @@ void delta_rule_chunk_bwd_cuda(const DeltaBwdArgs& a) {
   const Device dev = a.q.device();
   cudaStream_t st = cuda::current_stream(dev.index);
   const bool want_dg = (a.gate == DeltaGate::HeadScalar || kv) && a.dg.defined();
-  // The forward's kept states and U (scalar gates; with dg also their lo parts), if given.
+  // The forward's kept states and U (with dg also S_c's lo part; with dg or KeyVector U's), if
+  // given.
   const DeltaChunkKeep* kp = a.keep;
-  const bool reuse = kp && !kv && kp->hs.defined() && kp->u.defined() &&
-                     (!want_dg || (kp->hsl.defined() && kp->ul.defined()));
+  const bool reuse = kp && kp->hs.defined() && kp->u.defined() && (!want_dg || kp->hsl.defined()) &&
+                     (!(want_dg || kv) || kp->ul.defined());
   delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, true, want_dg, kv, !reuse);
   if (reuse) {
     const Shape hs_shape{std::max<int64_t>(ws.max_chunks, 1), a.q.size(2), a.q.size(3),
@@ -2175,12 +2193,11 @@ void delta_rule_chunk_bwd_cuda(const DeltaBwdArgs& a) {
                          "(pass what the chunked forward with the same arguments kept)");
     ws.hs = kp->hs;
     ws.u = kp->u;
-    if (want_dg) {
-      if (kp->hsl.shape() != kp->hs.shape() || kp->ul.shape() != kp->u.shape())
-        SEQMIX_THROW_PLAIN(Value, "delta_rule_bwd: the kept lo parts do not match the kept states");
-      ws.hsl = kp->hsl;
-      ws.ul = kp->ul;
-    }
+    if ((want_dg && kp->hsl.shape() != kp->hs.shape()) ||
+        ((want_dg || kv) && kp->ul.shape() != kp->u.shape()))
+      SEQMIX_THROW_PLAIN(Value, "delta_rule_bwd: the kept lo parts do not match the kept states");
+    if (want_dg) ws.hsl = kp->hsl;
+    if (want_dg || kv) ws.ul = kp->ul;
   }
   delta_chunk::Params p;
   delta_chunk::run_forward_states(a.q, a.k, a.v, a.beta, a.g, a.h0, a.gate, a.scale, a.l2norm_qk,

@@ -74,8 +74,7 @@ struct Params {
   bf16* ul = nullptr;               // [rows, H, V] U − hi (backward with dg: hi + lo ≈ fp32 U)
   float* tm = nullptr;              // [chunks, H, 64, 64] T (backward only)
   bf16* hs = nullptr;               // [chunks, H, K, V] state at each chunk start (bf16)
-  float* hs32 = nullptr;            // the same in fp32 (KeyVector backward with dg only)
-  bf16* hsl = nullptr;              // hs's bf16 lo part, hs + hsl ≈ S_c (scalar gate, dg only)
+  bf16* hsl = nullptr;              // hs's bf16 lo part, hs + hsl ≈ S_c (with dg only)
   bf16* dhs = nullptr;              // [chunks, H, K, V] gradient of the state at each chunk end
   float* sdot = nullptr;   // [chunks, H, V / 64] ⟨dS_{c+1}, S_c⟩ per V slice, fp32 (with dg)
   float* du_in = nullptr;  // [rows, H, V] scale Mᵀ dO (backward)
@@ -249,8 +248,8 @@ struct Workspace {
             bool want_dg = false, bool key_vector = false, bool own_states = true);
   void fill(Params& p) const;
   int64_t n = 0, max_chunks = 0;
-  Tensor cu, index, bc, kn, w, ut, u, ul, hs, hs32, hsl, tm, dhs, du_in, duh, dul, qn, xs, sdot, bk,
-      kt, qt, xk, sdk, dbk;
+  Tensor cu, index, bc, kn, w, ut, u, ul, hs, hsl, tm, dhs, du_in, duh, dul, qn, xs, sdot, bk, kt,
+      qt, xk, sdk, dbk;
 };
 
 // Index + prep + forward state pass into `ws` (the forward, and the backward's recompute; without

@@ -874,9 +874,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states_k
           split_bf16(acc[m][j][2 * r], acc[m][j][2 * r + 1], hi, lo);
           const int64_t off = hoff + d * p.vd + 8 * j + 2 * tq;
           *reinterpret_cast<uint32_t*>(p.hs + off) = hi;
-          if (p.hs32)
-            *reinterpret_cast<float2*>(p.hs32 + off) =
-                make_float2(acc[m][j][2 * r], acc[m][j][2 * r + 1]);
+          if (p.hsl) *reinterpret_cast<uint32_t*>(p.hsl + off) = lo;
           *reinterpret_cast<uint32_t*>(shi + d * kLdV + 8 * j + 2 * tq) = hi;
           *reinterpret_cast<uint32_t*>(slo + d * kLdV + 8 * j + 2 * tq) = lo;
         }
@@ -1297,11 +1295,9 @@ Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens,
     if ((want_dg || key_vector) && own_states) ul = Tensor::empty({rows, h, vd}, DType::BF16, dev);
     if (want_dg) {
       xs = Tensor::empty({rows, h, vd / kBV}, DType::F32, dev);
-      // S_c beyond bf16 for the ⟨dS_{c+1}, S_c⟩ term of dg: fp32 for KeyVector, the bf16 lo part
-      // (hs + hsl, ~16 mantissa bits) for the scalar gate.
-      if (key_vector)
-        hs32 = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::F32, dev);
-      else if (own_states)
+      // S_c beyond bf16 for the ⟨dS_{c+1}, S_c⟩ term of dg: its bf16 lo part (hs + hsl, ~16
+      // mantissa bits).
+      if (own_states)
         hsl = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::BF16, dev);
       sdot = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, vd / kBV}, DType::F32, dev);
     }
@@ -1320,7 +1316,6 @@ void Workspace::fill(Params& p) const {
   p.ut = ut.data<float>();
   p.u = u.data<bf16>();
   p.hs = hs.data<bf16>();
-  if (hs32.defined()) p.hs32 = hs32.data<float>();
   if (hsl.defined()) p.hsl = hsl.data<bf16>();
   if (sdot.defined()) p.sdot = sdot.data<float>();
   if (tm.defined()) p.tm = tm.data<float>();
@@ -1392,12 +1387,11 @@ void delta_rule_chunk_fwd_cuda(const DeltaFwdArgs& a) {
   cudaStream_t st = cuda::current_stream(dev.index);
   const bool kv = a.gate == DeltaGate::KeyVector;
   delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, false, false, kv);
-  // Kept for the backward (scalar gates): with dg also the lo parts of S_c and U.
-  const bool keep = a.keep && !kv;
-  if (keep && a.keep->want_dg) {
-    ws.hsl = Tensor::empty(ws.hs.shape(), DType::BF16, dev);
-    ws.ul = Tensor::empty(ws.u.shape(), DType::BF16, dev);
-  }
+  // Kept for the backward: S_c and U, with dg also the lo part of S_c, with dg or a per-key-dim
+  // gate also U's (the KeyVector backward always reads U as hi + lo).
+  const bool keep = a.keep != nullptr;
+  if (keep && a.keep->want_dg) ws.hsl = Tensor::empty(ws.hs.shape(), DType::BF16, dev);
+  if (keep && (a.keep->want_dg || kv)) ws.ul = Tensor::empty(ws.u.shape(), DType::BF16, dev);
   delta_chunk::Params p;
   p.o = a.o.defined() ? a.o.data<bf16>() : nullptr;
   p.ht = a.ht.defined() ? a.ht.data<float>() : nullptr;

@@ -153,18 +153,17 @@ Result run(const Case& c, const Inputs& x, Impl impl) {
       const Support s = delta_rule_chunk_supports(f);
       EXPECT_TRUE(s.ok) << s.why;
       DeltaChunkKeep keep;
-      keep.want_dg = c.gate == DeltaGate::HeadScalar;
+      keep.want_dg = c.gate != DeltaGate::None;
       if (impl == Impl::ChunkedKeep) {
         f.keep = &keep;
         b.keep = &keep;
       }
       delta_rule_chunk_fwd_cuda(f);
-      if (impl == Impl::ChunkedKeep) {  // kept for the scalar gates only
-        const bool scalar = c.gate != DeltaGate::KeyVector;
-        EXPECT_EQ(keep.hs.defined(), scalar);
-        EXPECT_EQ(keep.u.defined(), scalar);
-        EXPECT_EQ(keep.hsl.defined(), c.gate == DeltaGate::HeadScalar);
-        EXPECT_EQ(keep.ul.defined(), c.gate == DeltaGate::HeadScalar);
+      if (impl == Impl::ChunkedKeep) {  // the lo parts with dg (U's also for KeyVector)
+        EXPECT_TRUE(keep.hs.defined());
+        EXPECT_TRUE(keep.u.defined());
+        EXPECT_EQ(keep.hsl.defined(), c.gate != DeltaGate::None);
+        EXPECT_EQ(keep.ul.defined(), c.gate != DeltaGate::None);
       }
       delta_rule_chunk_bwd_cuda(b);
       cuda::synchronize(0);

@@ -398,7 +398,7 @@ void add_bench_command(CLI::App& app) {
       // fwd+bwd as the autograd node runs it: the chunked forward keeps its states and U (with
       // their lo parts for dg) and the backward reuses them.
       DeltaChunkKeep keep;
-      keep.want_dg = gate == DeltaGate::HeadScalar;
+      keep.want_dg = gate != DeltaGate::None;  // g.dg is computed for both gates
       DeltaFwdArgs fk = f;
       fk.keep = &keep;
       g.keep = &keep;
