@@ -1552,13 +1552,14 @@ constexpr int grad_kv_region_bytes() {
 template <int K, int V>
 constexpr int grad_kv_smem_bytes() {
   return 2 * kBT * (K + 8) * 2 + 2 * kBT * (V + 8) * 2 + K * (V + 8) * 2 + kBT * (K + 4) * 4 +
-         grad_kv_region_bytes<K, V>() + 4 * kBT * 4;
+         grad_kv_region_bytes<K, V>() + 6 * kBT * 4;
 }
 
 // One block per (chunk, head), KeyVector: dq, dk, dv, dβ and the row-side db terms (p.dbk, for
 // the dg kernel); 8 warps in two sides, warps w and w + 4 own rows [16w, 16w + 16) (w < 4),
-// reference row ref = 16w + 7. Side 0: dRβ, dv, dβ, the score tiles E and dM, then dk̂; side 1:
-// dq̂ (its inter-chunk part while side 0 forms the tiles). With
+// reference row ref = 16w + 7. Side 0: dRβ, dv, dβ, the score tiles E and dM, then dk̂ of the key
+// groups [3K/64, K/8) (groups of 8 key dims); side 1: dq̂ (its inter-chunk part while side 0
+// forms the tiles), then dk̂ of the groups [0, 3K/64). With
 // dM = scale dO Uᵀ (s <= t), dA = −StrictLower(dRβ Uᵀ), E = diag(β) dA:
 //   dq̂_t = scale e^{b_t} ⊙ S_c dO_t + Σ_{s<t} dM[t, s] k̂_s Γ_ts + dM[t, t] k̂_t
 //   dk̂_r = Σ_{s>r} (E[s, r] k̂_s + dM[s, r] q̂_s) Γ_sr                          (column terms)
@@ -1595,6 +1596,7 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   float* sqn = skn + kBT;
   float* sbeta = sqn + kBT;
   float* sdm = sbeta + kBT;  // dM[t, t]
+  float* sdot = sdm + kBT;   // [2][64]: the sides' parts of dk̂'s l2 row dot
 
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
@@ -1825,6 +1827,132 @@ __global__ void __launch_bounds__(kGradThreads, 1)
     }
   }
   bar_sync_named(2, kGradThreads);  // score tiles and sdm complete; U is no longer read
+
+  // ---- dk̂, per 8 key dims j in [jb, je) into akp[j − jb]: column terms (output factor e^{b_ref −
+  // b_r}), row terms (e^{b_r − b_ref}; the R term's e^{b_r} = e^{b_r − b_ref} e^{b_ref}), X and
+  // diagonal terms; the k̂ part of db (plus, with addq, the q̂ part held in aq) to p.dbk. The key
+  // groups are split between the sides (side 1 [0, kJs) after dq̂, side 0 the rest); the l2
+  // backward's row dot is summed over both (sdot, side 0's part first), then each side stores
+  // its columns of dk. ----
+  constexpr int kJs = 3 * K / 64, kJn = K / 8 - kJs > kJs ? K / 8 - kJs : kJs;
+  const bool addq = side == 1;
+  auto fkc = [&](int s, int i) {
+    return skn[s] * ld_bf16(sk + s * kLdK + i) * __expf(gb(s, i) - gr[i]);
+  };
+  auto fqc = [&](int s, int i) {
+    return sqn[s] * ld_bf16(sq + s * kLdK + i) * __expf(gb(s, i) - gr[i]);
+  };
+  auto fkr = [&](int s, int i) {
+    return skn[s] * ld_bf16(sk + s * kLdK + i) * __expf(gr[i] - gb(s, i));
+  };
+  auto fsr = [&](int v, int i) { return ld_bf16(ss + i * kLdV + v) * __expf(gr[i]); };
+  auto dk_part = [&](float(&akp)[kJn][4], int jb, int je) {
+  // Rolled over j as dq̂ (akp[j − jb] written by an unrolled select).
+#pragma unroll 1
+    for (int j = jb; j < je; ++j) {
+      // This iteration's global input of the epilogue (Y summed over the V slices), loaded
+      // first so that it arrives during the products.
+      float yv[2][2] = {};
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int64_t row = r0 + t0 + gq + 8 * r;
+        if (row >= r1) continue;
+        const int i = 8 * j + 2 * tq;
+        for (int sl = 0; sl < nsl; ++sl) {
+          const float2 y =
+              *reinterpret_cast<const float2*>(p.xk + ((row * p.h + h) * nsl + sl) * K + i);
+          yv[r][0] += y.x;
+          yv[r][1] += y.y;
+        }
+      }
+      float tc[4] = {0.f, 0.f, 0.f, 0.f}, tr[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll kGradUnroll
+      for (int kb = 0; kb < 4; ++kb) {
+        uint32_t xh[4], xl[4], bh0, bh1, bl0, bl1;
+        if (kb >= warp) {  // columns: Eᵀ K̂ and dMᵀ Q̂ over s in block kb (s > r)
+          load_a(xh, seth, kLdE, t0, 16 * kb, gq, tq);
+          load_a(xl, setl, kLdE, t0, 16 * kb, gq, tq);
+          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fkc, 16 * kb, 8 * j, gq, tq);
+          mma_split(tc, xh, xl, bh0, bh1, bl0, bl1);
+          load_a(xh, smth, kLdE, t0, 16 * kb, gq, tq);
+          load_a(xl, smtl, kLdE, t0, 16 * kb, gq, tq);
+          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fqc, 16 * kb, 8 * j, gq, tq);
+          mma_split(tc, xh, xl, bh0, bh1, bl0, bl1);
+        }
+        if (kb <= warp) {  // rows: E K̂ over s in block kb (s < r)
+          load_a(xh, seh, kLdE, t0, 16 * kb, gq, tq);
+          load_a(xl, sel, kLdE, t0, 16 * kb, gq, tq);
+          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fkr, 16 * kb, 8 * j, gq, tq);
+          mma_split(tr, xh, xl, bh0, bh1, bl0, bl1);
+        }
+      }
+#pragma unroll kGradUnroll
+      for (int kk = 0; kk < V / 16; ++kk) {  // R: −β_r dRβ_r S_cᵀ (⊙ e^{b_ref} in the operand)
+        uint32_t a[4], bh0, bh1, bl0, bl1;
+        load_a(a, su, kLdV, t0, 16 * kk, gq, tq);
+        gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fsr, 16 * kk, 8 * j, gq, tq);
+        mma_16816(tr, a, bh0, bh1);
+        mma_16816(tr, a, bl0, bl1);
+      }
+      float cur[4], dq4[4] = {0.f, 0.f, 0.f, 0.f};
+      if (addq) select_row(dq4, aq, j);
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int t = t0 + gq + 8 * r;
+        const int64_t row = r0 + t;
+        float dbv[2];
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int i = 8 * j + 2 * tq + c;
+          const float vc = __expf(gr[i] - gb(t, i)) * tc[2 * r + c];
+          const float vr = __expf(gb(t, i) - gr[i]) * tr[2 * r + c];
+          dbv[c] = khat(t, i) * (vr - vc);
+          cur[2 * r + c] = (vc + vr) + __expf(glast[i] - gb(t, i)) * yv[r][c] + sdm[t] * qhat(t, i);
+        }
+        if (row < r1)
+          *reinterpret_cast<float2*>(p.dbk + (row * p.h + h) * K + 8 * j + 2 * tq) =
+              make_float2(dbv[0] + dq4[2 * r], dbv[1] + dq4[2 * r + 1]);
+      }
+      place_row(akp, cur, j - jb);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int t = t0 + gq + 8 * r;
+      float x = 0.f;
+#pragma unroll
+      for (int jj = 0; jj < kJn; ++jj) {
+        if (jj >= je - jb) break;
+        const int col = 8 * (jb + jj) + 2 * tq;
+        x = fmaf(akp[jj][2 * r], khat(t, col), x);
+        x = fmaf(akp[jj][2 * r + 1], khat(t, col + 1), x);
+      }
+      x = quad_sum(x);
+      if (tq == 0) sdot[side * kBT + t] = x;
+    }
+    bar_sync_named(5, kGradThreads);  // both sides' row dots
+    if (p.dk) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int t = t0 + gq + 8 * r;
+        const int64_t row = r0 + t;
+        if (row >= r1) continue;
+        const float d_now = sdot[t] + sdot[kBT + t];
+        bf16* dst = p.dk + (row * p.h + h) * K;
+#pragma unroll
+        for (int jj = 0; jj < kJn; ++jj) {
+          if (jj >= je - jb) break;
+          const int col = 8 * (jb + jj) + 2 * tq;
+          float a0 = akp[jj][2 * r], a1 = akp[jj][2 * r + 1];
+          if (p.l2) {
+            a0 = skn[t] * (a0 - khat(t, col) * d_now);
+            a1 = skn[t] * (a1 - khat(t, col + 1) * d_now);
+          }
+          *reinterpret_cast<uint32_t*>(dst + col) = pack_bf16(a0, a1);
+        }
+      }
+    }
+  };
+
   if (side == 1) {
     // ---- dq̂, intra-chunk part and dq ----
     // Intra-chunk part, per 8 key dims: e^{b_t − b_ref} Σ_{s<t} dM[t, s] (k̂_s e^{b_ref − b_s}).
@@ -1888,14 +2016,33 @@ __global__ void __launch_bounds__(kGradThreads, 1)
         aq[j][2 * r + 1] *= qhat(t, col + 1);
       }
     }
-    __threadfence_block();
-    bar_sync_named(3, kGradThreads);  // side 0's part of db is in p.dbk
+    bar_sync_named(4, kGradThreads);  // su holds −β dRβ (side 0)
+  } else {
+    // su takes this warp's rows of −β dRβ (bf16: the R term's A operand), so that dRβ does not stay
+    // in registers through dk̂.
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int t = t0 + gq + 8 * r;
+      const float f = -sbeta[t];
+#pragma unroll
+      for (int j = 0; j < V / 8; ++j)
+        *reinterpret_cast<uint32_t*>(su + t * kLdV + 8 * j + 2 * tq) =
+            pack_bf16(f * ar[j][2 * r], f * ar[j][2 * r + 1]);
+    }
+    asm volatile("bar.arrive 4, %0;\n" ::"n"(kGradThreads) : "memory");  // su (side 1 reads)
+  }
+  {  // one call site (code size)
+    float akp[kJn][4];
+    dk_part(akp, side == 1 ? 0 : kJs, side == 1 ? kJs : K / 8);
+  }
+  if (side == 1) {
+    // The q̂ part of db for side 0's key groups, whose k̂ part side 0 wrote before barrier 5.
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int64_t row = r0 + t0 + gq + 8 * r;
       if (row >= r1) continue;
 #pragma unroll
-      for (int j = 0; j < K / 8; ++j) {
+      for (int j = kJs; j < K / 8; ++j) {
         float2* dst = reinterpret_cast<float2*>(p.dbk + (row * p.h + h) * K + 8 * j + 2 * tq);
         const float2 old = *dst;
         *dst = make_float2(old.x + aq[j][2 * r], old.y + aq[j][2 * r + 1]);
@@ -1903,128 +2050,10 @@ __global__ void __launch_bounds__(kGradThreads, 1)
     }
     return;
   }
-  // su takes this warp's rows of −β dRβ (bf16: the R term's A operand), so that dRβ does not stay
-  // in registers through dq̂.
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int t = t0 + gq + 8 * r;
-    const float f = -sbeta[t];
-#pragma unroll
-    for (int j = 0; j < V / 8; ++j)
-      *reinterpret_cast<uint32_t*>(su + t * kLdV + 8 * j + 2 * tq) =
-          pack_bf16(f * ar[j][2 * r], f * ar[j][2 * r + 1]);
-  }
-  __syncwarp();
-
-  // ---- dk̂, per 8 key dims: column terms (output factor e^{b_ref − b_r}), row terms (e^{b_r −
-  // b_ref}; the R term's e^{b_r} = e^{b_r − b_ref} e^{b_ref}), X and diagonal terms ----
-  float ak[K / 8][4];
-  {
-    auto fkc = [&](int s, int i) {
-      return skn[s] * ld_bf16(sk + s * kLdK + i) * __expf(gb(s, i) - gr[i]);
-    };
-    auto fqc = [&](int s, int i) {
-      return sqn[s] * ld_bf16(sq + s * kLdK + i) * __expf(gb(s, i) - gr[i]);
-    };
-    auto fkr = [&](int s, int i) {
-      return skn[s] * ld_bf16(sk + s * kLdK + i) * __expf(gr[i] - gb(s, i));
-    };
-    auto fsr = [&](int v, int i) { return ld_bf16(ss + i * kLdV + v) * __expf(gr[i]); };
-    // Rolled over j as dq̂ (ak[j] written by an unrolled select).
-#pragma unroll 1
-    for (int j = 0; j < K / 8; ++j) {
-      // This iteration's global input of the epilogue (Y summed over the V slices), loaded
-      // first so that it arrives during the products.
-      float yv[2][2] = {};
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int64_t row = r0 + t0 + gq + 8 * r;
-        if (row >= r1) continue;
-        const int i = 8 * j + 2 * tq;
-        for (int sl = 0; sl < nsl; ++sl) {
-          const float2 y =
-              *reinterpret_cast<const float2*>(p.xk + ((row * p.h + h) * nsl + sl) * K + i);
-          yv[r][0] += y.x;
-          yv[r][1] += y.y;
-        }
-      }
-      float tc[4] = {0.f, 0.f, 0.f, 0.f}, tr[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll kGradUnroll
-      for (int kb = 0; kb < 4; ++kb) {
-        uint32_t xh[4], xl[4], bh0, bh1, bl0, bl1;
-        if (kb >= warp) {  // columns: Eᵀ K̂ and dMᵀ Q̂ over s in block kb (s > r)
-          load_a(xh, seth, kLdE, t0, 16 * kb, gq, tq);
-          load_a(xl, setl, kLdE, t0, 16 * kb, gq, tq);
-          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fkc, 16 * kb, 8 * j, gq, tq);
-          mma_split(tc, xh, xl, bh0, bh1, bl0, bl1);
-          load_a(xh, smth, kLdE, t0, 16 * kb, gq, tq);
-          load_a(xl, smtl, kLdE, t0, 16 * kb, gq, tq);
-          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fqc, 16 * kb, 8 * j, gq, tq);
-          mma_split(tc, xh, xl, bh0, bh1, bl0, bl1);
-        }
-        if (kb <= warp) {  // rows: E K̂ over s in block kb (s < r)
-          load_a(xh, seh, kLdE, t0, 16 * kb, gq, tq);
-          load_a(xl, sel, kLdE, t0, 16 * kb, gq, tq);
-          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fkr, 16 * kb, 8 * j, gq, tq);
-          mma_split(tr, xh, xl, bh0, bh1, bl0, bl1);
-        }
-      }
-#pragma unroll kGradUnroll
-      for (int kk = 0; kk < V / 16; ++kk) {  // R: −β_r dRβ_r S_cᵀ (⊙ e^{b_ref} in the operand)
-        uint32_t a[4], bh0, bh1, bl0, bl1;
-        load_a(a, su, kLdV, t0, 16 * kk, gq, tq);
-        gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fsr, 16 * kk, 8 * j, gq, tq);
-        mma_16816(tr, a, bh0, bh1);
-        mma_16816(tr, a, bl0, bl1);
-      }
-      float cur[4];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int t = t0 + gq + 8 * r;
-        const int64_t row = r0 + t;
-        float dbv[2];
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const int i = 8 * j + 2 * tq + c;
-          const float vc = __expf(gr[i] - gb(t, i)) * tc[2 * r + c];
-          const float vr = __expf(gb(t, i) - gr[i]) * tr[2 * r + c];
-          dbv[c] = khat(t, i) * (vr - vc);
-          cur[2 * r + c] = (vc + vr) + __expf(glast[i] - gb(t, i)) * yv[r][c] + sdm[t] * qhat(t, i);
-        }
-        if (row < r1)
-          *reinterpret_cast<float2*>(p.dbk + (row * p.h + h) * K + 8 * j + 2 * tq) =
-              make_float2(dbv[0], dbv[1]);  // first writer (side 1 adds its part)
-      }
-      place_row(ak, cur, j);
-    }
-  }
-  float d_now[2];
-  row_dot(d_now, ak, khat, t0, gq, tq);
-  if (p.dk) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int t = t0 + gq + 8 * r;
-      const int64_t row = r0 + t;
-      if (row >= r1) continue;
-      bf16* dst = p.dk + (row * p.h + h) * K;
-#pragma unroll
-      for (int j = 0; j < K / 8; ++j) {
-        const int col = 8 * j + 2 * tq;
-        float a0 = ak[j][2 * r], a1 = ak[j][2 * r + 1];
-        if (p.l2) {
-          a0 = skn[t] * (a0 - khat(t, col) * d_now[r]);
-          a1 = skn[t] * (a1 - khat(t, col + 1) * d_now[r]);
-        }
-        *reinterpret_cast<uint32_t*>(dst + col) = pack_bf16(a0, a1);
-      }
-    }
-  }
   if (p.dbeta && tq == 0) {
     if (r0 + ra < r1) p.dbeta[(r0 + ra) * p.h + h] = dbeta[0];
     if (r0 + rb < r1) p.dbeta[(r0 + rb) * p.h + h] = dbeta[1];
   }
-  __threadfence_block();
-  asm volatile("bar.arrive 3, %0;\n" ::"n"(kGradThreads) : "memory");  // p.dbk: side 0's part
 }
 
 // One block per (chunk, head), thread i per key dim: dg_r[i] = Σ_{u >= r} db_u[i] (row-side
