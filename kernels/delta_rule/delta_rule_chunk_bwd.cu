@@ -1329,7 +1329,6 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
       cp_async_commit();
     }
     // dS_{c+1}: split copy to shared memory.
-    const int64_t hoff = (chunk * p.h + h) * K * p.vd + v0;
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll

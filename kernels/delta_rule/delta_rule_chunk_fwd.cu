@@ -225,10 +225,11 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep(con
           [&](int64_t row, int c, float a, float b) {
             *reinterpret_cast<float2*>(p.w + (row * p.h + h) * K + c) = make_float2(a, b);
           });
-  product(sv, kLdV, std::integral_constant<int, V>{}, sbeta,
-          [&](int64_t row, int c, float a, float b) {
-            *reinterpret_cast<float2*>(p.ut + (row * p.h + h) * V + c) = make_float2(a, b);
-          });
+  if (p.ut)  // (null: the backward given kept states, which does not run the state pass)
+    product(sv, kLdV, std::integral_constant<int, V>{}, sbeta,
+            [&](int64_t row, int c, float a, float b) {
+              *reinterpret_cast<float2*>(p.ut + (row * p.h + h) * V + c) = make_float2(a, b);
+            });
 }
 
 // Tile buffer ("stage") of the forward state pass: W (fp32, split into bf16 hi + lo when used),
@@ -779,10 +780,11 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep_kv(
           [&](int64_t row, int c, float a, float b) {
             *reinterpret_cast<float2*>(p.w + (row * p.h + h) * K + c) = make_float2(a, b);
           });
-  product(sv, static_cast<const bf16*>(nullptr), kLdV, std::integral_constant<int, V>{}, sbeta,
-          [&](int64_t row, int c, float a, float b) {
-            *reinterpret_cast<float2*>(p.ut + (row * p.h + h) * V + c) = make_float2(a, b);
-          });
+  if (p.ut)  // (null: the backward given kept states, which does not run the state pass)
+    product(sv, static_cast<const bf16*>(nullptr), kLdV, std::integral_constant<int, V>{}, sbeta,
+            [&](int64_t row, int c, float a, float b) {
+              *reinterpret_cast<float2*>(p.ut + (row * p.h + h) * V + c) = make_float2(a, b);
+            });
 }
 
 // Tile buffer of the KeyVector forward state pass: W and K̃ (fp32, split into bf16 hi + lo when
@@ -1270,8 +1272,8 @@ Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens,
   bc = Tensor::empty({rows, h}, DType::F32, dev);
   kn = Tensor::empty({rows, h}, DType::F32, dev);
   w = Tensor::empty({rows, h, kd}, DType::F32, dev);
-  ut = Tensor::empty({rows, h, vd}, DType::F32, dev);
-  if (own_states) {
+  if (own_states) {  // (Ũ feeds only the state pass)
+    ut = Tensor::empty({rows, h, vd}, DType::F32, dev);
     u = Tensor::empty({rows, h, vd}, DType::BF16, dev);
     hs = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::BF16, dev);
   }
@@ -1313,7 +1315,7 @@ void Workspace::fill(Params& p) const {
   p.bc = bc.data<float>();
   p.kn = kn.data<float>();
   p.w = w.data<float>();
-  p.ut = ut.data<float>();
+  p.ut = ut.defined() ? ut.data<float>() : nullptr;
   p.u = u.data<bf16>();
   p.hs = hs.data<bf16>();
   if (hsl.defined()) p.hsl = hsl.data<bf16>();
