@@ -1279,12 +1279,18 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
   const int dbase = warp * (K / 4);
   const int64_t state_off = (n * p.h + h) * K * p.vd;
 
-  auto issue_stage = [&](int64_t c) {
+  // The stage's tiles in two parts: W (read by the chunk's last product) and the rest (read
+  // before the mid-chunk barrier). Single-buffered, the rest of chunk c − 1 and its Q̃, dO are
+  // loaded during chunk c's last product and its W during chunk c − 1's first products.
+  auto issue_w = [&](int64_t c) {
+    const RKvStage s = rstates_kv_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
+    load_tile_f32_async<K>(s.w, p.w + h * K, bos + c * kBT, eos, p.h * K);
+  };
+  auto issue_rest = [&](int64_t c) {
     const RKvStage s = rstates_kv_stage<K>(smem_raw, kStages == 1 ? 0 : int(c & 1));
     const int64_t r0 = bos + c * kBT;
     const int64_t rl = (eos - r0 < kBT ? eos : r0 + kBT) - 1;
     load_tile_f32_async<K>(s.kt, p.kt + h * K, r0, eos, p.h * K);
-    load_tile_f32_async<K>(s.w, p.w + h * K, r0, eos, p.h * K);
     load_tile_f32_async<kBV>(s.dui, p.du_in + h * p.vd + v0, r0, eos, p.h * p.vd);
     if (tid < K / 4) cp_async16(s.bl + 4 * tid, p.bk + (rl * p.h + h) * K + 4 * tid, true);
     if (p.sdk) {  // S_c's columns of this block, hi and lo (whole 16-byte pieces, full sectors)
@@ -1295,6 +1301,10 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
         cp_async16(s.sl + d * (kBV + 8) + col, p.hsl + off + int64_t(d) * p.vd + col, true);
       }
     }
+  };
+  auto issue_stage = [&](int64_t c) {
+    issue_rest(c);
+    issue_w(c);
   };
   auto issue_q = [&](int64_t c) {
     const int64_t r0 = bos + c * kBT;
@@ -1314,8 +1324,11 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
         acc[m][j][e] = p.dht ? p.dht[state_off + d * p.vd + v] : 0.f;
       }
 
-  if (kStages == 2 && nc > 0) {
-    issue_stage(nc - 1);
+  if (nc > 0) {
+    if (kStages == 2)
+      issue_stage(nc - 1);
+    else
+      issue_rest(nc - 1);
     issue_q(nc - 1);
     cp_async_commit();
   }
@@ -1323,9 +1336,8 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
     const int64_t r0 = bos + c * kBT;
     const int64_t chunk = p.chunks[n] + c;
     if (kStages == 1) {
-      __syncthreads();  // the next chunk's tiles are no longer read
-      issue_stage(c);
-      issue_q(c);
+      __syncthreads();  // the next chunk's W is no longer read
+      issue_w(c);
       cp_async_commit();
     }
     // dS_{c+1}: split copy to shared memory.
@@ -1342,7 +1354,10 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
           *reinterpret_cast<uint32_t*>(slo + d * kLdV + 8 * j + 2 * tq) = lo;
         }
       }
-    cp_async_wait<0>();
+    if (kStages == 1)
+      cp_async_wait<1>();  // all but chunk c's W
+    else
+      cp_async_wait<0>();
     __syncthreads();  // chunk c's tiles and dS_{c+1} visible; chunk c + 1's stage is done
     if (kStages == 2 && c > 0) {
       issue_stage(c - 1);
@@ -1482,6 +1497,17 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
     if (kStages == 2 && c > 0) {
       issue_q(c - 1);
       cp_async_commit();
+    }
+    if (kStages == 1) {  // (the stage's other tiles of chunk c are no longer read either)
+      if (c > 0) {
+        issue_rest(c - 1);
+        issue_q(c - 1);
+        cp_async_commit();
+        cp_async_wait<1>();  // chunk c's W
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads();
     }
     // dS −= Wᵀ dU.
     auto fw = [&](int d, int t) { return -s.w[t * kLdW + d]; };
