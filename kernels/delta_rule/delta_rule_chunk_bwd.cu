@@ -1255,7 +1255,8 @@ __device__ __forceinline__ RKvStage rstates_kv_stage(unsigned char* base, int s)
 
 // KeyVector form of delta_rule_chunk_bwd_kernel_states (one block per V slice, head, sequence;
 // chunks in reverse). Per chunk:
-//   (with dg) sdk[d] = Σ_j dS_{c+1}[d, j] S_c[d, j] over the slice (both fp32)
+//   (with dg) sdk[d] = Σ_j dS_{c+1}[d, j] S_c[d, j] over the slice (dS_{c+1} fp32, S_c as
+//             bf16 hi + lo from the stage)
 //   dS ← Diag(exp(B)) dS + Q̃ᵀ dO
 //   dU  = du_in + K̃ dS_{c+1};   Y = U dS_{c+1}ᵀ (per key dim, this slice's part; hi + lo U)
 //   dS ← dS − Wᵀ dU
@@ -1659,9 +1660,11 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   __syncthreads();
 
   // Warps w and w + 4 share rows [16 (w % 4), + 16): side 0 (warps 0-3) computes dRβ, dv, dβ,
-  // the E and dM tiles and then dk̂; side 1 (warps 4-7) computes dq̂'s inter-chunk part while
-  // side 0 forms the tiles (named barrier 2, all warps), then dq̂'s intra-chunk part and dq.
-  // Side 0 writes the k̂ part of db first; side 1 adds the q̂ part after named barrier 3.
+  // the E and dM tiles (named barrier 1: side 0 only) and then dk̂ of its key groups; side 1
+  // (warps 4-7) computes dq̂'s inter-chunk part while side 0 forms the tiles (named barrier 2,
+  // all warps), then dq̂'s intra-chunk part and dq, then (after side 0 wrote −β dRβ: barrier 4)
+  // dk̂ of its key groups. Barrier 5 (all warps): the row dots of dk̂ and side 0's part of db
+  // for its groups, to which side 1 then adds its q̂ part. (Named barrier ids 1, 2, 4, 5.)
   const int lane = tid & 31, warp = (tid >> 5) & 3, side = tid >> 7, gq = lane >> 2, tq = lane & 3;
   const int t0 = 16 * warp;
   const int ra = t0 + gq, rb = ra + 8;  // this thread's two fragment rows
@@ -2247,8 +2250,10 @@ void delta_rule_chunk_bwd_cuda(const DeltaBwdArgs& a) {
                          "(pass what the chunked forward with the same arguments kept)");
     ws.hs = kp->hs;
     ws.u = kp->u;
-    if ((want_dg && kp->hsl.shape() != kp->hs.shape()) ||
-        ((want_dg || kv) && kp->ul.shape() != kp->u.shape()))
+    auto lo_ok = [&](const Tensor& lo, const Tensor& hi) {
+      return lo.shape() == hi.shape() && lo.dtype() == DType::BF16 && lo.device() == dev;
+    };
+    if ((want_dg && !lo_ok(kp->hsl, kp->hs)) || ((want_dg || kv) && !lo_ok(kp->ul, kp->u)))
       SEQMIX_THROW_PLAIN(Value, "delta_rule_bwd: the kept lo parts do not match the kept states");
     if (want_dg) ws.hsl = kp->hsl;
     if (want_dg || kv) ws.ul = kp->ul;

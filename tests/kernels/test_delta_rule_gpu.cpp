@@ -44,6 +44,7 @@ struct Case {
   bool states = true;            // h0 and dht given
   double g_lo = -1.0;            // log-gates uniform in [g_lo, 0]
   std::vector<int64_t> cu = {};  // packed sequence offsets (then b = 1)
+  bool dg = true;                // dg requested (gated modes)
   std::string str() const {
     std::string s =
         std::string(dtype_name(dtype)) + " gate=" + delta_gate_name(gate) +
@@ -51,6 +52,7 @@ struct Case {
         " K=" + std::to_string(k) + " V=" + std::to_string(v) + (l2 ? " l2norm" : "") + " beta<" +
         std::to_string(beta_hi) + (states ? " h0/dht" : "") + " g_lo=" + std::to_string(g_lo);
     if (!cu.empty()) s += " packed N=" + std::to_string(cu.size() - 1);
+    if (!dg) s += " no-dg";
     return s;
   }
   int64_t n() const { return cu.empty() ? b : int64_t(cu.size()) - 1; }
@@ -131,7 +133,7 @@ Result run(const Case& c, const Inputs& x, Impl impl) {
   b.dk = Tensor::empty(f.k.shape(), dt, dev);
   b.dv = Tensor::empty(f.v.shape(), dt, dev);
   b.dbeta = Tensor::empty(f.beta.shape(), sd, dev);
-  if (has_g(c.gate)) b.dg = Tensor::empty(f.g.shape(), sd, dev);
+  if (has_g(c.gate) && c.dg) b.dg = Tensor::empty(f.g.shape(), sd, dev);
   if (f.h0.defined()) b.dh0 = Tensor::empty(f.h0.shape(), sd, dev);
   b.gate = c.gate;
   b.l2norm_qk = c.l2;
@@ -153,17 +155,17 @@ Result run(const Case& c, const Inputs& x, Impl impl) {
       const Support s = delta_rule_chunk_supports(f);
       EXPECT_TRUE(s.ok) << s.why;
       DeltaChunkKeep keep;
-      keep.want_dg = c.gate != DeltaGate::None;
+      keep.want_dg = c.gate != DeltaGate::None && c.dg;
       if (impl == Impl::ChunkedKeep) {
         f.keep = &keep;
         b.keep = &keep;
       }
       delta_rule_chunk_fwd_cuda(f);
-      if (impl == Impl::ChunkedKeep) {  // the lo parts with dg (U's also for KeyVector)
+      if (impl == Impl::ChunkedKeep) {  // the lo parts with dg (U's always for KeyVector)
         EXPECT_TRUE(keep.hs.defined());
         EXPECT_TRUE(keep.u.defined());
-        EXPECT_EQ(keep.hsl.defined(), c.gate != DeltaGate::None);
-        EXPECT_EQ(keep.ul.defined(), c.gate != DeltaGate::None);
+        EXPECT_EQ(keep.hsl.defined(), keep.want_dg);
+        EXPECT_EQ(keep.ul.defined(), keep.want_dg || c.gate == DeltaGate::KeyVector);
       }
       delta_rule_chunk_bwd_cuda(b);
       cuda::synchronize(0);
@@ -546,7 +548,9 @@ TEST(DeltaRuleChunkGpu, KeptStatesEqualRecompute) {
     batched.l2 = true;
     Case packed{DType::BF16, gate, 1, 330, 2, 64, 128};
     packed.cu = {0, 65, 65, 200, 330};
-    for (const Case& c : {batched, packed}) {
+    Case no_dg = batched;  // kept without the lo part of S_c (KeyVector: with U's)
+    no_dg.dg = false;
+    for (const Case& c : {batched, packed, no_dg}) {
       SCOPED_TRACE(c.str());
       const Inputs x = draw(c);
       const Result a = run(c, x, Impl::Chunked);
