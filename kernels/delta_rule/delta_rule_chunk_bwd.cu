@@ -531,6 +531,52 @@ __device__ __forceinline__ void bar_sync_named(int id, int threads) {
 }
 
 // One block per (chunk, head): dq, dk, dv, dβ, dg of the chunk's rows (work split: above).
+// dRβ = Tᵀ dU for the rows 16 w.. of the warp's row block w (Σ_{r >= s} T[r, s] dU_r over the
+// blocks kk >= w; T fp32 in shared memory [64][kLdT], split into bf16 hi + lo; dU as hi + lo
+// tiles), into ar; then dv = β dRβ of the valid rows. Shared by the scalar-gate and KeyVector grad
+// kernels (the same products in the same order).
+template <int V>
+__device__ __forceinline__ void dr_beta_dv(float (&ar)[V / 8][4], const Params& p, const float* stm,
+                                           const bf16* sdu, const bf16* sdul, const float* sbeta,
+                                           int64_t h, int64_t r0, int64_t r1, int w, int gq, int tq,
+                                           int lane) {
+  constexpr int kLdV = V + 8;
+  const int t0 = 16 * w;
+#pragma unroll
+  for (int j = 0; j < V / 8; ++j) ar[j][0] = ar[j][1] = ar[j][2] = ar[j][3] = 0.f;
+  auto ft = [&](int s, int r) { return stm[r * kLdT + s]; };
+#pragma unroll kGradUnroll
+  for (int kk = 0; kk < 4; ++kk) {
+    if (kk < w) continue;
+    uint32_t hi[4], lo[4];
+    frag_a_split(hi, lo, ft, t0, 16 * kk, gq, tq);
+#pragma unroll
+    for (int jj = 0; jj < V / 16; ++jj) {
+      uint32_t bh[4], bl[4];
+      load_b(bh, sdu, kLdV, 16 * kk, 16 * jj, lane);
+      load_b(bl, sdul, kLdV, 16 * kk, 16 * jj, lane);
+      mma_16816(ar[2 * jj], hi, bh[0], bh[1]);
+      mma_16816(ar[2 * jj + 1], hi, bh[2], bh[3]);
+      mma_16816(ar[2 * jj], lo, bh[0], bh[1]);
+      mma_16816(ar[2 * jj + 1], lo, bh[2], bh[3]);
+      mma_16816(ar[2 * jj], hi, bl[0], bl[1]);
+      mma_16816(ar[2 * jj + 1], hi, bl[2], bl[3]);
+    }
+  }
+  if (!p.dv) return;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int t = t0 + gq + 8 * r;
+    const int64_t row = r0 + t;
+    if (row >= r1) continue;
+    bf16* dst = p.dv + (row * p.h + h) * V;
+#pragma unroll
+    for (int j = 0; j < V / 8; ++j)
+      *reinterpret_cast<uint32_t*>(dst + 8 * j + 2 * tq) =
+          pack_bf16(sbeta[t] * ar[j][2 * r], sbeta[t] * ar[j][2 * r + 1]);
+  }
+}
+
 template <int K, int V>
 __global__ void __launch_bounds__(kGradThreads, (K == 64 && V == 64) ? 2 : 1)
     delta_rule_chunk_bwd_kernel_grad(const Params p) {
@@ -645,42 +691,7 @@ __global__ void __launch_bounds__(kGradThreads, (K == 64 && V == 64) ? 2 : 1)
 
     // ---- dRβ = Tᵀ dU (rows s: Σ_{r >= s} T[r, s] dU_r); dV = β dRβ ----
     float ar[V / 8][4];
-#pragma unroll
-    for (int j = 0; j < V / 8; ++j) ar[j][0] = ar[j][1] = ar[j][2] = ar[j][3] = 0.f;
-    {
-      auto ft = [&](int s, int r) { return stm[r * kLdT + s]; };
-#pragma unroll kGradUnroll
-      for (int kk = 0; kk < 4; ++kk) {
-        if (kk < rw) continue;
-        uint32_t hi[4], lo[4];
-        frag_a_split(hi, lo, ft, t0, 16 * kk, gq, tq);
-#pragma unroll
-        for (int jj = 0; jj < V / 16; ++jj) {
-          uint32_t bh[4], bl[4];
-          load_b(bh, sdu, kLdV, 16 * kk, 16 * jj, lane);
-          load_b(bl, sdul, kLdV, 16 * kk, 16 * jj, lane);
-          mma_16816(ar[2 * jj], hi, bh[0], bh[1]);
-          mma_16816(ar[2 * jj + 1], hi, bh[2], bh[3]);
-          mma_16816(ar[2 * jj], lo, bh[0], bh[1]);
-          mma_16816(ar[2 * jj + 1], lo, bh[2], bh[3]);
-          mma_16816(ar[2 * jj], hi, bl[0], bl[1]);
-          mma_16816(ar[2 * jj + 1], hi, bl[2], bl[3]);
-        }
-      }
-    }
-    if (p.dv) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int t = t0 + gq + 8 * r;
-        const int64_t row = r0 + t;
-        if (row >= r1) continue;
-        bf16* dst = p.dv + (row * p.h + h) * V;
-#pragma unroll
-        for (int j = 0; j < V / 8; ++j)
-          *reinterpret_cast<uint32_t*>(dst + 8 * j + 2 * tq) =
-              pack_bf16(sbeta[t] * ar[j][2 * r], sbeta[t] * ar[j][2 * r + 1]);
-      }
-    }
+    dr_beta_dv<V>(ar, p, stm, sdu, sdul, sbeta, h, r0, r1, rw, gq, tq, lane);
     // dβ from R = V − exp(b) kn K S_c.
     float dbeta[2];
 #pragma unroll
@@ -1679,38 +1690,7 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   float aq[K / 8][4];
   if (side == 0) {
     // ---- dRβ = Tᵀ dU (rows s: Σ_{r >= s} T[r, s] dU_r); dV = β dRβ ----
-#pragma unroll
-    for (int j = 0; j < V / 8; ++j) ar[j][0] = ar[j][1] = ar[j][2] = ar[j][3] = 0.f;
-    {
-      auto ft = [&](int s, int r) { return stm[r * kLdT + s]; };
-#pragma unroll kGradUnroll
-      for (int kk = 0; kk < 4; ++kk) {
-        if (kk < warp) continue;
-        uint32_t hi[4], lo[4];
-        frag_a_split(hi, lo, ft, t0, 16 * kk, gq, tq);
-#pragma unroll
-        for (int jj = 0; jj < V / 16; ++jj) {
-          uint32_t bh[4], bl[4];
-          load_b(bh, sdu, kLdV, 16 * kk, 16 * jj, lane);
-          load_b(bl, sdul, kLdV, 16 * kk, 16 * jj, lane);
-          mma_split(ar[2 * jj], hi, lo, bh[0], bh[1], bl[0], bl[1]);
-          mma_split(ar[2 * jj + 1], hi, lo, bh[2], bh[3], bl[2], bl[3]);
-        }
-      }
-    }
-    if (p.dv) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int t = t0 + gq + 8 * r;
-        const int64_t row = r0 + t;
-        if (row >= r1) continue;
-        bf16* dst = p.dv + (row * p.h + h) * V;
-#pragma unroll
-        for (int j = 0; j < V / 8; ++j)
-          *reinterpret_cast<uint32_t*>(dst + 8 * j + 2 * tq) =
-              pack_bf16(sbeta[t] * ar[j][2 * r], sbeta[t] * ar[j][2 * r + 1]);
-      }
-    }
+    dr_beta_dv<V>(ar, p, stm, sdu, sdul, sbeta, h, r0, r1, warp, gq, tq, lane);
     // dβ from R = V − (K̂ ⊙ e^b) S_c.
     {
       float ak[V / 8][4];
