@@ -268,9 +268,9 @@ std::pair<Variable, Variable> delta_rule(const Variable& q, const Variable& k, c
       validate_inputs(fa.q, fa.k, fa.v, fa.beta, fa.g, fa.h0, fa.cu_seqlens, fa.gate, fa.scale);
   fa.o = fa.v.empty_like();
   if (want_final_state) fa.ht = Tensor::empty(d.state(), state_dtype(fa.q.dtype()), d.dev);
-  // When a gradient will be needed, the chunked CUDA forward keeps its chunk
-  // states and U for the backward, which then skips its recompute of the forward state pass;
-  // the node releases them once its backward has run.
+  // When a gradient will be needed, the chunked CUDA forward keeps its chunk states, U and prep
+  // outputs (W, T, ...) for the backward, which then skips its recompute of the prep and the
+  // forward state pass; the node releases them once its backward has run.
   auto keep = std::make_shared<DeltaChunkKeep>();
   if (d.dev.is_cuda() && any_requires_grad({&q, &k, &v, &beta, &g, &h0})) {
     keep->want_dg = (opt.gate == DeltaGate::HeadScalar || opt.gate == DeltaGate::KeyVector) &&

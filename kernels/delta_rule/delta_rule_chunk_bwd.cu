@@ -2211,36 +2211,56 @@ void delta_rule_chunk_bwd_cuda(const DeltaBwdArgs& a) {
   const Device dev = a.q.device();
   cudaStream_t st = cuda::current_stream(dev.index);
   const bool want_dg = (a.gate == DeltaGate::HeadScalar || kv) && a.dg.defined();
-  // The forward's kept states and U (with dg also S_c's lo part; with dg or KeyVector U's), if
-  // given.
+  // The forward's kept states and U (with dg also S_c's lo part; with dg or KeyVector U's), and
+  // its prep outputs, if given.
   const DeltaChunkKeep* kp = a.keep;
   const bool reuse = kp && kp->hs.defined() && kp->u.defined() && (!want_dg || kp->hsl.defined()) &&
                      (!(want_dg || kv) || kp->ul.defined());
-  delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, true, want_dg, kv, !reuse);
+  const bool reuse_prep = reuse && kp->bc.defined() && kp->kn.defined() && kp->w.defined() &&
+                          kp->tm.defined() && (!kv || (kp->bk.defined() && kp->kt.defined()));
+  delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, true, want_dg, kv, !reuse, !reuse_prep);
   if (reuse) {
-    const Shape hs_shape{std::max<int64_t>(ws.max_chunks, 1), a.q.size(2), a.q.size(3),
-                         a.v.size(3)};
-    const Shape u_shape{a.v.size(0) * a.v.size(1), a.v.size(2), a.v.size(3)};
-    const bool ok = kp->hs.shape() == hs_shape && kp->u.shape() == u_shape &&
-                    kp->hs.dtype() == DType::BF16 && kp->u.dtype() == DType::BF16 &&
-                    kp->hs.device() == dev && kp->u.device() == dev;
+    const int64_t rows = a.q.size(0) * a.q.size(1), h = a.q.size(2), kd = a.q.size(3);
+    const int64_t chunks = std::max<int64_t>(ws.max_chunks, 1);
+    auto is = [&](const Tensor& t, const Shape& shape, DType dt) {
+      return t.shape() == shape && t.dtype() == dt && t.device() == dev;
+    };
+    const bool ok = is(kp->hs, Shape{chunks, h, kd, a.v.size(3)}, DType::BF16) &&
+                    is(kp->u, Shape{rows, h, a.v.size(3)}, DType::BF16);
     if (!ok)
       SEQMIX_THROW_PLAIN(Value,
                          "delta_rule_bwd: the kept forward states do not match the arguments "
                          "(pass what the chunked forward with the same arguments kept)");
     ws.hs = kp->hs;
     ws.u = kp->u;
-    auto lo_ok = [&](const Tensor& lo, const Tensor& hi) {
-      return lo.shape() == hi.shape() && lo.dtype() == DType::BF16 && lo.device() == dev;
-    };
-    if ((want_dg && !lo_ok(kp->hsl, kp->hs)) || ((want_dg || kv) && !lo_ok(kp->ul, kp->u)))
+    if ((want_dg && !is(kp->hsl, kp->hs.shape(), DType::BF16)) ||
+        ((want_dg || kv) && !is(kp->ul, kp->u.shape(), DType::BF16)))
       SEQMIX_THROW_PLAIN(Value, "delta_rule_bwd: the kept lo parts do not match the kept states");
     if (want_dg) ws.hsl = kp->hsl;
     if (want_dg || kv) ws.ul = kp->ul;
+    if (reuse_prep) {
+      const Shape per_key{rows, h, kd};
+      const bool prep_ok =
+          is(kp->bc, Shape{rows, h}, DType::F32) && is(kp->kn, Shape{rows, h}, DType::F32) &&
+          is(kp->w, per_key, DType::F32) &&
+          is(kp->tm, Shape{chunks, h, delta_chunk::kBT, delta_chunk::kBT}, DType::F32) &&
+          (!kv || (is(kp->bk, per_key, DType::F32) && is(kp->kt, per_key, DType::F32)));
+      if (!prep_ok)
+        SEQMIX_THROW_PLAIN(Value,
+                           "delta_rule_bwd: the kept prep outputs do not match the arguments");
+      ws.bc = kp->bc;
+      ws.kn = kp->kn;
+      ws.w = kp->w;
+      ws.tm = kp->tm;
+      if (kv) {
+        ws.bk = kp->bk;
+        ws.kt = kp->kt;
+      }
+    }
   }
   delta_chunk::Params p;
   delta_chunk::run_forward_states(a.q, a.k, a.v, a.beta, a.g, a.h0, a.gate, a.scale, a.l2norm_qk,
-                                  ws, p, st, !reuse);
+                                  ws, p, st, !reuse, !reuse_prep);
   p.dout = a.dout.data<bf16>();
   p.dht = a.dht.defined() ? a.dht.data<float>() : nullptr;
   p.dq = a.dq.defined() ? a.dq.data<bf16>() : nullptr;

@@ -242,10 +242,11 @@ __device__ __forceinline__ void load_rows(float* sb, float* sbeta, const Params&
 // `backward` T, dhs, du_in, du, qn (and with `want_dg` U's lo part, xs, hs's lo part (fp32 hs for
 // KeyVector), sdot); with `key_vector` also bk, kt (and in the backward qt, xk, sdk, dbk).
 struct Workspace {
-  // own_states = false: hs, u (and hsl, ul) are left undefined, for the caller to set (the
-  // backward given what the forward kept).
+  // own_states = false: hs, u (and hsl, ul) are left undefined, and own_prep = false: bc, kn,
+  // w, tm (and bk, kt), for the caller to set (the backward given what the forward kept).
   Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens, bool backward,
-            bool want_dg = false, bool key_vector = false, bool own_states = true);
+            bool want_dg = false, bool key_vector = false, bool own_states = true,
+            bool own_prep = true);
   void fill(Params& p) const;
   int64_t n = 0, max_chunks = 0;
   Tensor cu, index, bc, kn, w, ut, u, ul, hs, hsl, tm, dhs, du_in, duh, dul, qn, xs, sdot, bk, kt,
@@ -253,11 +254,12 @@ struct Workspace {
 };
 
 // Index + prep + forward state pass into `ws` (the forward, and the backward's recompute; without
-// `states`, index + prep only: the backward given the forward's kept states); fills the input
-// pointers, dims and scratch pointers of `p`.
+// `states`, no state pass: the backward given the forward's kept states; without `prep`, no prep
+// either: given its kept outputs too); fills the input pointers, dims and scratch pointers of `p`.
 void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta,
                         const Tensor& g, const Tensor& h0, DeltaGate gate, double scale, bool l2,
-                        Workspace& ws, Params& p, cudaStream_t st, bool states = true);
+                        Workspace& ws, Params& p, cudaStream_t st, bool states = true,
+                        bool prep = true);
 
 // The most dynamic shared memory per block that any kernel of the family needs for (K, V) (the
 // state passes in their single-buffered form; they double-buffer when the device allows it).

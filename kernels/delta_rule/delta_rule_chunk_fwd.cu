@@ -1261,7 +1261,7 @@ namespace delta_chunk {
 
 // Scratch of one call: index, bc, kn, W, Ũ, U, hs (and T, du_in, du, dhs, qn in the backward).
 Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens, bool backward,
-                     bool want_dg, bool key_vector, bool own_states) {
+                     bool want_dg, bool key_vector, bool own_states, bool own_prep) {
   const int64_t b = q.size(0), t = q.size(1), h = q.size(2), kd = q.size(3), vd = v.size(3);
   n = cu_seqlens.defined() ? cu_seqlens.numel() - 1 : b;
   const Device dev = q.device();
@@ -1269,17 +1269,23 @@ Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens,
   index = Tensor::empty({2 * (n + 1)}, DType::I64, dev);
   max_chunks = cu.defined() ? t / kBT + n : b * ((t + kBT - 1) / kBT);
   const int64_t rows = b * t;
-  bc = Tensor::empty({rows, h}, DType::F32, dev);
-  kn = Tensor::empty({rows, h}, DType::F32, dev);
-  w = Tensor::empty({rows, h, kd}, DType::F32, dev);
+  if (own_prep) {
+    bc = Tensor::empty({rows, h}, DType::F32, dev);
+    kn = Tensor::empty({rows, h}, DType::F32, dev);
+    w = Tensor::empty({rows, h, kd}, DType::F32, dev);
+    if (key_vector) {
+      bk = Tensor::empty({rows, h, kd}, DType::F32, dev);
+      kt = Tensor::empty({rows, h, kd}, DType::F32, dev);
+    }
+    if (backward)
+      tm = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kBT, kBT}, DType::F32, dev);
+  }
   if (own_states) {  // (Ũ feeds only the state pass)
     ut = Tensor::empty({rows, h, vd}, DType::F32, dev);
     u = Tensor::empty({rows, h, vd}, DType::BF16, dev);
     hs = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::BF16, dev);
   }
   if (key_vector) {
-    bk = Tensor::empty({rows, h, kd}, DType::F32, dev);
-    kt = Tensor::empty({rows, h, kd}, DType::F32, dev);
     if (backward) {
       qt = Tensor::empty({rows, h, kd}, DType::F32, dev);
       xk = Tensor::empty({rows, h, vd / kBV, kd}, DType::F32, dev);
@@ -1288,7 +1294,6 @@ Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens,
     }
   }
   if (backward) {
-    tm = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kBT, kBT}, DType::F32, dev);
     dhs = Tensor::empty({std::max<int64_t>(max_chunks, 1), h, kd, vd}, DType::BF16, dev);
     du_in = Tensor::empty({rows, h, vd}, DType::F32, dev);
     duh = Tensor::empty({rows, h, vd}, DType::BF16, dev);
@@ -1353,7 +1358,7 @@ int chunk_states_smem_bytes(int64_t k, int stages) {
 // Index + prep + forward state pass (shared by the forward and the backward's recompute).
 void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta,
                         const Tensor& g, const Tensor& h0, DeltaGate gate, double scale, bool l2,
-                        Workspace& ws, Params& p, cudaStream_t st, bool states) {
+                        Workspace& ws, Params& p, cudaStream_t st, bool states, bool prep) {
   p.q = q.data<bf16>();
   p.k = k.data<bf16>();
   p.v = v.data<bf16>();
@@ -1378,7 +1383,7 @@ void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const
   ws.fill(p);
   build_index(ws.cu, q.size(0), q.size(1), ws.n, const_cast<int64_t*>(p.seq),
               const_cast<int64_t*>(p.chunks), st);
-  launch_prep(p, st);
+  if (prep) launch_prep(p, st);
   if (states) launch_states(p, st);
 }
 
@@ -1392,6 +1397,10 @@ void delta_rule_chunk_fwd_cuda(const DeltaFwdArgs& a) {
   // Kept for the backward: S_c and U, with dg also the lo part of S_c, with dg or a per-key-dim
   // gate also U's (the KeyVector backward always reads U as hi + lo).
   const bool keep = a.keep != nullptr;
+  if (keep)  // the prep writes T too
+    ws.tm = Tensor::empty(
+        {std::max<int64_t>(ws.max_chunks, 1), a.q.size(2), delta_chunk::kBT, delta_chunk::kBT},
+        DType::F32, dev);
   if (keep && a.keep->want_dg) ws.hsl = Tensor::empty(ws.hs.shape(), DType::BF16, dev);
   if (keep && (a.keep->want_dg || kv)) ws.ul = Tensor::empty(ws.u.shape(), DType::BF16, dev);
   delta_chunk::Params p;
@@ -1412,6 +1421,12 @@ void delta_rule_chunk_fwd_cuda(const DeltaFwdArgs& a) {
     a.keep->u = ws.u;
     a.keep->hsl = ws.hsl;
     a.keep->ul = ws.ul;
+    a.keep->bc = ws.bc;
+    a.keep->kn = ws.kn;
+    a.keep->w = ws.w;
+    a.keep->tm = ws.tm;
+    a.keep->bk = ws.bk;
+    a.keep->kt = ws.kt;
   }
 }
 

@@ -98,9 +98,11 @@ Tensor on(const Tensor& t, Device dev, DType dt) {
   return t.defined() ? t.to(dev, dt) : Tensor();
 }
 
-// ChunkedKeep: the chunked forward keeps its states and U (DeltaChunkKeep), the backward reuses
-// them instead of recomputing the forward state pass.
-enum class Impl { Ref, Recurrent, Chunked, ChunkedKeep };
+// ChunkedKeep: the chunked forward keeps its states, U and prep outputs (DeltaChunkKeep), the
+// backward reuses them instead of recomputing the prep and the forward state pass;
+// ChunkedKeepStates: the same with the prep outputs dropped after the forward (the backward
+// recomputes the prep only).
+enum class Impl { Ref, Recurrent, Chunked, ChunkedKeep, ChunkedKeepStates };
 
 // Forward + backward with `impl` (Ref: CPU fp64; otherwise CUDA with inputs in c.dtype).
 Result run(const Case& c, const Inputs& x, Impl impl) {
@@ -151,22 +153,29 @@ Result run(const Case& c, const Inputs& x, Impl impl) {
       break;
     }
     case Impl::Chunked:
-    case Impl::ChunkedKeep: {
+    case Impl::ChunkedKeep:
+    case Impl::ChunkedKeepStates: {
       const Support s = delta_rule_chunk_supports(f);
       EXPECT_TRUE(s.ok) << s.why;
       DeltaChunkKeep keep;
       keep.want_dg = c.gate != DeltaGate::None && c.dg;
-      if (impl == Impl::ChunkedKeep) {
+      const bool kept = impl != Impl::Chunked;
+      if (kept) {
         f.keep = &keep;
         b.keep = &keep;
       }
       delta_rule_chunk_fwd_cuda(f);
-      if (impl == Impl::ChunkedKeep) {  // the lo parts with dg (U's always for KeyVector)
+      if (kept) {  // the lo parts with dg (U's always for KeyVector)
         EXPECT_TRUE(keep.hs.defined());
         EXPECT_TRUE(keep.u.defined());
         EXPECT_EQ(keep.hsl.defined(), keep.want_dg);
         EXPECT_EQ(keep.ul.defined(), keep.want_dg || c.gate == DeltaGate::KeyVector);
+        // the prep's outputs (the backward runs no prep either)
+        EXPECT_TRUE(keep.bc.defined() && keep.kn.defined() && keep.w.defined() &&
+                    keep.tm.defined());
+        EXPECT_EQ(keep.bk.defined() && keep.kt.defined(), c.gate == DeltaGate::KeyVector);
       }
+      if (impl == Impl::ChunkedKeepStates) keep.bc = keep.kn = keep.w = keep.tm = Tensor();
       delta_rule_chunk_bwd_cuda(b);
       cuda::synchronize(0);
       break;
@@ -536,9 +545,9 @@ TEST(DeltaRuleChunkGpu, BitwiseDeterministic) {
   check_deterministic(Impl::Chunked);
 }
 
-// The backward given the forward's kept states and U computes the same bits as the one that
-// recomputes them (same kernels, same inputs), batched and packed; a kept set that does not match
-// the arguments is refused.
+// The backward given the forward's kept states, U and prep outputs (or the states and U alone)
+// computes the same bits as the one that recomputes them (same kernels, same inputs), batched and
+// packed; a kept set that does not match the arguments is refused.
 TEST(DeltaRuleChunkGpu, KeptStatesEqualRecompute) {
   SEQMIX_REQUIRE_CUDA();
   REQUIRE_CHUNKED();
@@ -555,9 +564,11 @@ TEST(DeltaRuleChunkGpu, KeptStatesEqualRecompute) {
       const Inputs x = draw(c);
       const Result a = run(c, x, Impl::Chunked);
       const Result b = run(c, x, Impl::ChunkedKeep);
+      const Result bs = run(c, x, Impl::ChunkedKeepStates);
       for (int i = 0; i < kOuts; ++i) {
         if (!field(a, i)->defined()) continue;
         EXPECT_TRUE(tu::bitwise_equal(*field(a, i), *field(b, i))) << kNames[i];
+        EXPECT_TRUE(tu::bitwise_equal(*field(a, i), *field(bs, i))) << kNames[i] << " (states)";
       }
     }
   }
@@ -581,6 +592,17 @@ TEST(DeltaRuleChunkGpu, KeptStatesEqualRecompute) {
   b.dq = b.q.empty_like();
   b.keep = &keep;
   EXPECT_THROW(delta_rule_chunk_bwd_cuda(b), Error);
+  // Same arguments, but a kept prep output of the wrong shape.
+  DeltaBwdArgs b2;
+  b2.q = f.q;
+  b2.k = f.k;
+  b2.v = f.v;
+  b2.beta = f.beta;
+  b2.dout = f.v.zeros_like();
+  b2.dq = f.q.empty_like();
+  b2.keep = &keep;
+  keep.w = Tensor::zeros({128, 2, 32}, DType::F32, kGpu);
+  EXPECT_THROW(delta_rule_chunk_bwd_cuda(b2), Error);
 }
 
 TEST(DeltaRuleChunkGpu, StatePassing) {

@@ -396,7 +396,7 @@ void add_bench_command(CLI::App& app) {
       const Timing tf = time_runs(dev, go->warmup, go->iters, [&] { delta_rule_fwd(f); });
       report(*go, what + " fwd", dev, tf, "TFLOP/s", fwd_flops / 1e9);
       // fwd+bwd as the autograd node runs it: the chunked forward keeps its states and U (with
-      // their lo parts for dg) and the backward reuses them.
+      // their lo parts for dg) and its prep outputs, and the backward reuses them.
       DeltaChunkKeep keep;
       keep.want_dg = gate != DeltaGate::None;  // g.dg is computed for both gates
       DeltaFwdArgs fk = f;
