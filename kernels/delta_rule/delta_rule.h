@@ -44,18 +44,22 @@ const char* delta_gate_name(DeltaGate g);
 // * the bf16 chunk-start states hs [chunks, H, K, V] and U [B·T, H, V] (bf16 hi parts), with
 //   `want_dg` the bf16 lo part hsl of hs, and with `want_dg` or the KeyVector gate U's lo part ul
 //   (the dg terms, and the KeyVector backward's Y = U dS', read hi + lo);
-// * the prep's outputs: bc, kn [B·T, H] (β and the key norms as used), W [B·T, H, K], the
-//   per-chunk T = (I + A)⁻¹ tm [chunks, H, 64, 64] (all fp32), and for KeyVector the in-chunk
-//   cumulative log-gates bk and K̃ kt [B·T, H, K] (fp32).
+// * the prep's outputs: bc [B·T, H] (the chunk-local cumulative log-gate of the scalar gates;
+//   not written for KeyVector, whose kernels do not read it), kn [B·T, H] (1 / ‖k‖), W
+//   [B·T, H, K], the per-chunk T = (I + A)⁻¹ tm [chunks, H, 64, 64] (all fp32), and for
+//   KeyVector the in-chunk cumulative log-gates bk and K̃ kt [B·T, H, K] (fp32);
+// * the gate mode they were computed for (`gate`, set by the forward; a backward with another
+//   gate is refused).
 // Set `want_dg` before the forward when the backward will compute dg (without hsl such a backward
 // recomputes), and pass the same object to the backward with the same arguments: the backward
 // checks only the shapes, dtypes and device of what it is given, so a set kept from other values
 // of the same shapes would give wrong gradients. The forward fills the tensors only when it runs
 // the chunked path; a backward given empty ones recomputes (states without prep: the prep alone).
-// Memory per element of q (B·T·H·K): states and U 2 bytes each (4 with the lo parts), W 4 bytes,
-// KeyVector's bk and kt 4 bytes each; plus 16 KB per chunk and head for T.
+// Memory per element of q (B·T·H·K): the states 2·V/64 bytes and U 2·V/K (twice that with the lo
+// parts), W 4, T 256/K, KeyVector's bk and kt 4 each.
 struct DeltaChunkKeep {
   bool want_dg = false;
+  DeltaGate gate = DeltaGate::None;
   Tensor hs, hsl, u, ul;
   Tensor bc, kn, w, tm, bk, kt;
 };

@@ -2220,6 +2220,10 @@ void delta_rule_chunk_bwd_cuda(const DeltaBwdArgs& a) {
                           kp->tm.defined() && (!kv || (kp->bk.defined() && kp->kt.defined()));
   delta_chunk::Workspace ws(a.q, a.v, a.cu_seqlens, true, want_dg, kv, !reuse, !reuse_prep);
   if (reuse) {
+    if (kp->gate != a.gate)
+      SEQMIX_THROW_PLAIN(Value, std::string("delta_rule_bwd: the kept forward set is for gate ") +
+                                    delta_gate_name(kp->gate) + ", the backward's is " +
+                                    delta_gate_name(a.gate));
     const int64_t rows = a.q.size(0) * a.q.size(1), h = a.q.size(2), kd = a.q.size(3);
     const int64_t chunks = std::max<int64_t>(ws.max_chunks, 1);
     auto is = [&](const Tensor& t, const Shape& shape, DType dt) {

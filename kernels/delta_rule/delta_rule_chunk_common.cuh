@@ -72,7 +72,7 @@ struct Params {
   float* ut = nullptr;              // [rows, H, V] Ũ
   bf16* u = nullptr;                // [rows, H, V] U (bf16 hi part)
   bf16* ul = nullptr;               // [rows, H, V] U − hi (backward with dg: hi + lo ≈ fp32 U)
-  float* tm = nullptr;              // [chunks, H, 64, 64] T (backward only)
+  float* tm = nullptr;              // [chunks, H, 64, 64] T (backward, and a keeping forward)
   bf16* hs = nullptr;               // [chunks, H, K, V] state at each chunk start (bf16)
   bf16* hsl = nullptr;              // hs's bf16 lo part, hs + hsl ≈ S_c (with dg only)
   bf16* dhs = nullptr;              // [chunks, H, K, V] gradient of the state at each chunk end

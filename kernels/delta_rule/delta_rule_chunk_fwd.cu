@@ -1427,6 +1427,7 @@ void delta_rule_chunk_fwd_cuda(const DeltaFwdArgs& a) {
     a.keep->tm = ws.tm;
     a.keep->bk = ws.bk;
     a.keep->kt = ws.kt;
+    a.keep->gate = a.gate;
   }
 }
 

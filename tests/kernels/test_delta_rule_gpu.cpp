@@ -601,7 +601,12 @@ TEST(DeltaRuleChunkGpu, KeptStatesEqualRecompute) {
   b2.dout = f.v.zeros_like();
   b2.dq = f.q.empty_like();
   b2.keep = &keep;
+  EXPECT_NO_THROW(delta_rule_chunk_bwd_cuda(b2));  // the intact set is taken
+  const Tensor w_kept = keep.w;
   keep.w = Tensor::zeros({128, 2, 32}, DType::F32, kGpu);
+  EXPECT_THROW(delta_rule_chunk_bwd_cuda(b2), Error);
+  keep.w = w_kept;  // a set kept for another gate
+  keep.gate = DeltaGate::HeadScalar;
   EXPECT_THROW(delta_rule_chunk_bwd_cuda(b2), Error);
 }
 

@@ -3,7 +3,8 @@
 // gradient; rel RMS < 1e-4), and in bf16 (the training precision) its loss stays within 2e-2
 // of the f32 loss, with f32 gradients on every master parameter. Each mixer alone on unit-scale
 // inputs (perturbed norm weights and biases, long T through the chunked path): f32 output, input
-// and parameter gradients match the CPU (< 1e-4); the bf16 output is within 3e-2 of f32.
+// and parameter gradients match the same mixer in f64 on the CPU (< 1e-4, or 4× the CPU f32
+// mixer's own error where the draw is ill-conditioned); the bf16 output is within 3e-2 of f32.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -135,6 +136,7 @@ TEST(MixersGpu, MixerAloneF32MatchesCpuAndBf16IsClose) {
   // f64 there (GPU vs CPU f32: 1.0e-4). Elsewhere e is 3e-7 to 1e-6, and tol (1e-4) holds.
   auto check = [](const Tensor& gpu, const Tensor& cpu, const Tensor& ref, double tol) {
     const double e = tu::compare(cpu, ref).rel_rms;
+    EXPECT_LE(e, 1e-3) << "the CPU f32 mixer against f64 (worst seen: 2.4e-4)";
     EXPECT_TRUE(tu::close(gpu, ref, std::max(tol, 4 * e)))
         << "gpu vs f64 " << tu::compare(gpu, ref).str() << "; cpu f32 vs f64 rel_rms " << e;
   };

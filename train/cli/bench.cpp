@@ -405,6 +405,8 @@ void add_bench_command(CLI::App& app) {
       const Timing tb = time_runs(dev, go->warmup, go->iters, [&] {
         delta_rule_fwd(fk);
         delta_rule_bwd(g);
+        keep = DeltaChunkKeep{};  // released after the backward, as the autograd node does
+        keep.want_dg = gate != DeltaGate::None;
       });
       report(*go, what + " fwd+bwd", dev, tb, "TFLOP/s", 3.0 * fwd_flops / 1e9);
     });
