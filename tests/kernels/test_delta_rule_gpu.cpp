@@ -583,29 +583,29 @@ TEST(DeltaRuleChunkGpu, KeptStatesEqualRecompute) {
   f.keep = &keep;
   delta_rule_chunk_fwd_cuda(f);
   ASSERT_TRUE(keep.hs.defined());
-  DeltaBwdArgs b;
-  b.q = tu::randn({1, 192, 2, 64}, DType::BF16, kGpu);
-  b.k = b.q;
-  b.v = b.q;
-  b.beta = Tensor::zeros({1, 192, 2}, DType::F32, kGpu);
-  b.dout = b.v.zeros_like();
-  b.dq = b.q.empty_like();
-  b.keep = &keep;
-  EXPECT_THROW(delta_rule_chunk_bwd_cuda(b), Error);
-  // Same arguments, but a kept prep output of the wrong shape.
-  DeltaBwdArgs b2;
-  b2.q = f.q;
-  b2.k = f.k;
-  b2.v = f.v;
-  b2.beta = f.beta;
-  b2.dout = f.v.zeros_like();
-  b2.dq = f.q.empty_like();
-  b2.keep = &keep;
-  EXPECT_NO_THROW(delta_rule_chunk_bwd_cuda(b2));  // the intact set is taken
+  // A backward of q = k = v, β = 0, dO = 0 given the kept set.
+  auto bwd_args = [&](const Tensor& q, const Tensor& beta) {
+    DeltaBwdArgs b;
+    b.q = q;
+    b.k = q;
+    b.v = q;
+    b.beta = beta;
+    b.dout = q.zeros_like();
+    b.dq = q.empty_like();
+    b.keep = &keep;
+    return b;
+  };
+  EXPECT_THROW(delta_rule_chunk_bwd_cuda(bwd_args(tu::randn({1, 192, 2, 64}, DType::BF16, kGpu),
+                                                  Tensor::zeros({1, 192, 2}, DType::F32, kGpu))),
+               Error);
+  // Same arguments: the intact set is taken; a kept prep output of the wrong shape, or a set kept
+  // for another gate, is refused.
+  const DeltaBwdArgs b2 = bwd_args(f.q, f.beta);
+  EXPECT_NO_THROW(delta_rule_chunk_bwd_cuda(b2));
   const Tensor w_kept = keep.w;
   keep.w = Tensor::zeros({128, 2, 32}, DType::F32, kGpu);
   EXPECT_THROW(delta_rule_chunk_bwd_cuda(b2), Error);
-  keep.w = w_kept;  // a set kept for another gate
+  keep.w = w_kept;
   keep.gate = DeltaGate::HeadScalar;
   EXPECT_THROW(delta_rule_chunk_bwd_cuda(b2), Error);
 }
