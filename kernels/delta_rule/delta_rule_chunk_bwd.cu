@@ -1581,23 +1581,30 @@ __device__ __forceinline__ void place_row(float (&a)[N][4], const float (&v)[4],
     }
 }
 
+// The grad kernel's region: dU hi + lo and T (side 0, until its barrier 1), then the dA tiles
+// (side 0) over them; the dM tiles (side 1, written while side 0 still reads dU and T) after both.
+template <int K, int V>
+constexpr int grad_kv_dm_offset() {
+  constexpr int a = 2 * kBT * (V + 8) * 2 + kBT * kLdT * 4, e = 4 * kBT * kLdE * 2;
+  return a > e ? a : e;
+}
 template <int K, int V>
 constexpr int grad_kv_region_bytes() {
-  constexpr int a = 2 * kBT * (V + 8) * 2 + kBT * kLdT * 4, b = 8 * kBT * kLdE * 2;
-  return a > b ? a : b;
+  return grad_kv_dm_offset<K, V>() + 4 * kBT * kLdE * 2;
 }
 template <int K, int V>
 constexpr int grad_kv_smem_bytes() {
   return 2 * kBT * (K + 8) * 2 + 2 * kBT * (V + 8) * 2 + K * (V + 8) * 2 + kBT * (K + 4) * 4 +
-         grad_kv_region_bytes<K, V>() + 6 * kBT * 4;
+         grad_kv_region_bytes<K, V>() + 7 * kBT * 4;
 }
 
 // One block per (chunk, head), KeyVector: dq, dk, dv, dβ and the row-side db terms (p.dbk, for
 // the dg kernel); 8 warps in two sides, warps w and w + 4 own rows [16w, 16w + 16) (w < 4),
-// reference row ref = 16w + 7. Side 0: dRβ, dv, dβ, the score tiles E and dM, then dk̂ of the key
-// groups [3K/64, K/8) (groups of 8 key dims); side 1: dq̂ (its inter-chunk part while side 0
-// forms the tiles), then dk̂ of the groups [0, 3K/64). With
-// dM = scale dO Uᵀ (s <= t), dA = −StrictLower(dRβ Uᵀ), E = diag(β) dA:
+// reference row ref = 16w + 7. Side 0: dRβ, dv, the R part of dβ, the dA tiles, then dk̂ of the
+// key groups [kJs, K/8) (groups of 8 key dims); side 1, meanwhile: dq̂'s inter-chunk part, the dM
+// tiles and the A_kk scores; after the tiles, the A_kk part of dβ, dq̂, then dk̂ of the groups
+// [0, kJs). With dM = scale dO Uᵀ (s <= t), dA = −StrictLower(dRβ Uᵀ), E = diag(β) dA (β enters
+// the E products as a factor of k̂_s in the column terms and of the output row in the row terms):
 //   dq̂_t = scale e^{b_t} ⊙ S_c dO_t + Σ_{s<t} dM[t, s] k̂_s Γ_ts + dM[t, t] k̂_t
 //   dk̂_r = Σ_{s>r} (E[s, r] k̂_s + dM[s, r] q̂_s) Γ_sr                          (column terms)
 //        + Σ_{s<r} E[r, s] k̂_s Γ_rs − β_r e^{b_r} ⊙ S_c dRβ_r                   (row terms)
@@ -1616,8 +1623,9 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   bf16* ss = su + kBT * kLdV;  // S_c [K][V]
   float* sbk = reinterpret_cast<float*>(ss + K * kLdV);
   unsigned char* region = reinterpret_cast<unsigned char*>(sbk + kBT * kLdB);
-  // Region, first use: dU hi + lo and T; second use (after a barrier): the score tiles E, Eᵀ,
-  // dM, dMᵀ (strictly causal parts), each split into bf16 hi + lo.
+  // Region: dU hi + lo and T (side 0), then, after side 0's barrier 1, the score tiles dA, dAᵀ
+  // over them; the tiles dM, dMᵀ (side 1) after both. Tiles: strictly causal parts, each split
+  // into bf16 hi + lo.
   bf16* sdu = reinterpret_cast<bf16*>(region);
   bf16* sdul = sdu + kBT * kLdV;
   float* stm = reinterpret_cast<float*>(sdul + kBT * kLdV);
@@ -1625,7 +1633,7 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   bf16* sel = seh + kBT * kLdE;
   bf16* seth = sel + kBT * kLdE;
   bf16* setl = seth + kBT * kLdE;
-  bf16* smh = setl + kBT * kLdE;
+  bf16* smh = reinterpret_cast<bf16*>(region + grad_kv_dm_offset<K, V>());
   bf16* sml = smh + kBT * kLdE;
   bf16* smth = sml + kBT * kLdE;
   bf16* smtl = smth + kBT * kLdE;
@@ -1634,6 +1642,7 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   float* sbeta = sqn + kBT;
   float* sdm = sbeta + kBT;  // dM[t, t]
   float* sdot = sdm + kBT;   // [2][64]: the sides' parts of dk̂'s l2 row dot
+  float* sxb = sdot + 2 * kBT;  // the A_kk part of dβ per row (side 1 -> side 0)
 
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
@@ -1641,7 +1650,7 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
-  const int64_t nsl = V / kBV;
+  constexpr int kNsl = V / kBV;
   constexpr int NT = kGradThreads;
   load_tile<K, true, NT>(sq, p.q + h * K, r0, r1, p.h * K);
   load_tile<K, true, NT>(sk, p.k + h * K, r0, r1, p.h * K);
@@ -1670,12 +1679,13 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   if (tid < kThreads) fix_gate_kv<K>(sbk, valid);
   __syncthreads();
 
-  // Warps w and w + 4 share rows [16 (w % 4), + 16): side 0 (warps 0-3) computes dRβ, dv, dβ,
-  // the E and dM tiles (named barrier 1: side 0 only) and then dk̂ of its key groups; side 1
-  // (warps 4-7) computes dq̂'s inter-chunk part while side 0 forms the tiles (named barrier 2,
-  // all warps), then dq̂'s intra-chunk part and dq, then (after side 0 wrote −β dRβ: barrier 4)
-  // dk̂ of its key groups. Barrier 5 (all warps): the row dots of dk̂ and side 0's part of db
-  // for its groups, to which side 1 then adds its q̂ part. (Named barrier ids 1, 2, 4, 5.)
+  // Warps w and w + 4 share rows [16 (w % 4), + 16): side 0 (warps 0-3) computes dRβ, dv, the R
+  // part of dβ, the dA tiles (after named barrier 1, side 0 only: dU and T consumed) and then dk̂
+  // of its key groups; side 1 (warps 4-7) meanwhile computes dq̂'s inter-chunk part, the dM tiles
+  // and the A_kk scores (named barrier 2, all warps: every tile written), then the A_kk part of
+  // dβ, dq̂'s intra-chunk part and dq, then (after side 0 wrote −β dRβ: barrier 4) dk̂ of its key
+  // groups. Barrier 5 (all warps): the row dots of dk̂, side 0's part of db for its groups (to
+  // which side 1 then adds its q̂ part) and side 1's part of dβ. (Named barrier ids 1, 2, 4, 5.)
   const int lane = tid & 31, warp = (tid >> 5) & 3, side = tid >> 7, gq = lane >> 2, tq = lane & 3;
   const int t0 = 16 * warp;
   const int ra = t0 + gq, rb = ra + 8;  // this thread's two fragment rows
@@ -1688,11 +1698,21 @@ __global__ void __launch_bounds__(kGradThreads, 1)
 
   float ar[V / 8][4];
   float aq[K / 8][4];
+  float sg[8][4];  // side 1: A_kk scores (without kn) of this warp's rows, kept until the dA tiles
   if (side == 0) {
     // ---- dRβ = Tᵀ dU (rows s: Σ_{r >= s} T[r, s] dU_r); dV = β dRβ ----
     dr_beta_dv<V>(ar, p, stm, sdu, sdul, sbeta, h, r0, r1, warp, gq, tq, lane);
     // dβ from R = V − (K̂ ⊙ e^b) S_c.
     {
+      uint32_t vv[2][V / 8];  // this thread's v pairs, loaded before the product
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int64_t row = r0 + t0 + gq + 8 * r;
+        const bf16* vrow = p.v + (row * p.h + h) * V;
+#pragma unroll
+        for (int j = 0; j < V / 8; ++j)
+          vv[r][j] = row < r1 ? *reinterpret_cast<const uint32_t*>(vrow + 8 * j + 2 * tq) : 0u;
+      }
       float ak[V / 8][4];
 #pragma unroll
       for (int j = 0; j < V / 8; ++j) ak[j][0] = ak[j][1] = ak[j][2] = ak[j][3] = 0.f;
@@ -1714,29 +1734,27 @@ __global__ void __launch_bounds__(kGradThreads, 1)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int t = t0 + gq + 8 * r;
-        const int64_t row = r0 + t;
         float xv = 0.f;
-        if (row < r1) {
-          const bf16* vrow = p.v + (row * p.h + h) * V;
+        if (r0 + t < r1) {
 #pragma unroll
           for (int j = 0; j < V / 8; ++j) {
-            const int col = 8 * j + 2 * tq;
-            xv = fmaf(ar[j][2 * r], ld_bf16(vrow + col) - skn[t] * ak[j][2 * r], xv);
-            xv = fmaf(ar[j][2 * r + 1], ld_bf16(vrow + col + 1) - skn[t] * ak[j][2 * r + 1], xv);
+            const float2 v2 = unpack_bf16(vv[r][j]);
+            xv = fmaf(ar[j][2 * r], v2.x - skn[t] * ak[j][2 * r], xv);
+            xv = fmaf(ar[j][2 * r + 1], v2.y - skn[t] * ak[j][2 * r + 1], xv);
           }
         }
         dbeta[r] += quad_sum(xv);
       }
     }
-    bar_sync_named(1, kThreads);  // side 0 is done with T and dU: the region takes the tiles
+    bar_sync_named(1, kThreads);  // side 0 is done with T and dU: the region takes the dA tiles
 
-    // ---- dA = −StrictLower(dRβ Uᵀ), E = β dA (tiles), dβ += Σ_r dA[s, r] A_kk[s, r] ----
+    // ---- dA = −StrictLower(dRβ Uᵀ) (tiles dA, dAᵀ) ----
     {
-      float se_r[8][4], sg[8][4];
+      float se_r[8][4];
 #pragma unroll
       for (int j = 0; j < 8; ++j)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) se_r[j][e] = sg[j][e] = 0.f;
+        for (int e = 0; e < 4; ++e) se_r[j][e] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < V / 16; ++kk) {
         uint32_t a[4];
@@ -1749,42 +1767,34 @@ __global__ void __launch_bounds__(kGradThreads, 1)
             mma_16816(se_r[j], a, b0, b1);
           }
       }
-      // A_kk (without kn) by the reference row: (k_s e^{b_s − b_ref}) · (k_r e^{b_ref − b_r}).
-      auto fa = [&](int s, int i) { return ld_bf16(sk + s * kLdK + i) * __expf(gb(s, i) - gr[i]); };
-      auto fb = [&](int i, int r) { return ld_bf16(sk + r * kLdK + i) * __expf(gr[i] - gb(r, i)); };
-#pragma unroll kGradUnroll
-      for (int kk = 0; kk < K / 16; ++kk) {
-        uint32_t ah[4], al[4];
-        frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-          if (j < 2 * warp + 2) {
-            uint32_t bh0, bh1, bl0, bl1;
-            gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fb, 16 * kk, 8 * j, gq, tq);
-            mma_split(sg[j], ah, al, bh0, bh1, bl0, bl1);
-          }
-      }
-      float xb[2] = {0.f, 0.f};
 #pragma unroll
       for (int j = 0; j < 8; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int s = t0 + gq + (e >> 1) * 8, r = 8 * j + 2 * tq + (e & 1);
-          float ev = 0.f;
-          if (r < s) {
-            const float da = -se_r[j][e];
-            xb[e >> 1] += da * skn[s] * skn[r] * sg[j][e];
-            ev = sbeta[s] * da;
-          }
+          const float da = r < s ? -se_r[j][e] : 0.f;
           uint32_t hi, lo;
-          split_bf16(ev, 0.f, hi, lo);
+          split_bf16(da, 0.f, hi, lo);
           *reinterpret_cast<uint16_t*>(seh + s * kLdE + r) = uint16_t(hi & 0xffffu);
           *reinterpret_cast<uint16_t*>(sel + s * kLdE + r) = uint16_t(lo & 0xffffu);
           *reinterpret_cast<uint16_t*>(seth + r * kLdE + s) = uint16_t(hi & 0xffffu);
           *reinterpret_cast<uint16_t*>(setl + r * kLdE + s) = uint16_t(lo & 0xffffu);
         }
-      dbeta[0] += quad_sum(xb[0]);
-      dbeta[1] += quad_sum(xb[1]);
+    }
+  } else {
+    // ---- dq̂, inter-chunk part ----
+#pragma unroll
+    for (int j = 0; j < K / 8; ++j) aq[j][0] = aq[j][1] = aq[j][2] = aq[j][3] = 0.f;
+#pragma unroll kGradUnroll
+    for (int kk = 0; kk < V / 16; ++kk) {
+      uint32_t a[4];
+      load_a(a, sdo, kLdV, t0, 16 * kk, gq, tq);
+#pragma unroll
+      for (int j = 0; j < K / 8; ++j) {
+        uint32_t b0, b1;
+        load_bt(b0, b1, ss, kLdV, 8 * j, 16 * kk, gq, tq);
+        mma_16816(aq[j], a, b0, b1);
+      }
     }
     // ---- dM = scale dO Uᵀ (tiles: strictly causal part; the diagonal to sdm) ----
     {
@@ -1818,20 +1828,24 @@ __global__ void __launch_bounds__(kGradThreads, 1)
           *reinterpret_cast<uint16_t*>(smtl + s * kLdE + t) = uint16_t(lo & 0xffffu);
         }
     }
-  } else {
-    // ---- dq̂, inter-chunk part (side 1, while side 0 forms the tiles) ----
+    // ---- A_kk (without kn) by the reference row: (k_s e^{b_s − b_ref}) · (k_r e^{b_ref − b_r})
 #pragma unroll
-    for (int j = 0; j < K / 8; ++j) aq[j][0] = aq[j][1] = aq[j][2] = aq[j][3] = 0.f;
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) sg[j][e] = 0.f;
+    auto fa = [&](int s, int i) { return ld_bf16(sk + s * kLdK + i) * __expf(gb(s, i) - gr[i]); };
+    auto fb = [&](int i, int r) { return ld_bf16(sk + r * kLdK + i) * __expf(gr[i] - gb(r, i)); };
 #pragma unroll kGradUnroll
-    for (int kk = 0; kk < V / 16; ++kk) {
-      uint32_t a[4];
-      load_a(a, sdo, kLdV, t0, 16 * kk, gq, tq);
+    for (int kk = 0; kk < K / 16; ++kk) {
+      uint32_t ah[4], al[4];
+      frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
 #pragma unroll
-      for (int j = 0; j < K / 8; ++j) {
-        uint32_t b0, b1;
-        load_bt(b0, b1, ss, kLdV, 8 * j, 16 * kk, gq, tq);
-        mma_16816(aq[j], a, b0, b1);
-      }
+      for (int j = 0; j < 8; ++j)
+        if (j < 2 * warp + 2) {
+          uint32_t bh0, bh1, bl0, bl1;
+          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fb, 16 * kk, 8 * j, gq, tq);
+          mma_split(sg[j], ah, al, bh0, bh1, bl0, bl1);
+        }
     }
   }
   bar_sync_named(2, kGradThreads);  // score tiles and sdm complete; U is no longer read
@@ -1844,50 +1858,51 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   // its columns of dk. ----
   constexpr int kJs = 3 * K / 64, kJn = K / 8 - kJs > kJs ? K / 8 - kJs : kJs;
   const bool addq = side == 1;
-  auto fkc = [&](int s, int i) {
-    return skn[s] * ld_bf16(sk + s * kLdK + i) * __expf(gb(s, i) - gr[i]);
-  };
-  auto fqc = [&](int s, int i) {
-    return sqn[s] * ld_bf16(sq + s * kLdK + i) * __expf(gb(s, i) - gr[i]);
-  };
   auto fkr = [&](int s, int i) {
     return skn[s] * ld_bf16(sk + s * kLdK + i) * __expf(gr[i] - gb(s, i));
   };
-  auto fsr = [&](int v, int i) { return ld_bf16(ss + i * kLdV + v) * __expf(gr[i]); };
   auto dk_part = [&](float(&akp)[kJn][4], int jb, int je) {
   // Rolled over j as dq̂ (akp[j − jb] written by an unrolled select).
 #pragma unroll 1
     for (int j = jb; j < je; ++j) {
-      // This iteration's global input of the epilogue (Y summed over the V slices), loaded
-      // first so that it arrives during the products.
-      float yv[2][2] = {};
+      // This iteration's global input of the epilogue (Y per V slice), loaded first and summed
+      // in the epilogue, so that it arrives during the products.
+      float2 yl[2][kNsl];
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int64_t row = r0 + t0 + gq + 8 * r;
-        if (row >= r1) continue;
         const int i = 8 * j + 2 * tq;
-        for (int sl = 0; sl < nsl; ++sl) {
-          const float2 y =
-              *reinterpret_cast<const float2*>(p.xk + ((row * p.h + h) * nsl + sl) * K + i);
-          yv[r][0] += y.x;
-          yv[r][1] += y.y;
-        }
+#pragma unroll
+        for (int sl = 0; sl < kNsl; ++sl)
+          yl[r][sl] = row < r1 ? *reinterpret_cast<const float2*>(
+                                     p.xk + ((row * p.h + h) * kNsl + sl) * K + i)
+                               : make_float2(0.f, 0.f);
       }
-      float tc[4] = {0.f, 0.f, 0.f, 0.f}, tr[4] = {0.f, 0.f, 0.f, 0.f};
+      // Column terms in tc (dA) and tm (dM), row terms in tr, R in tR: four independent chains.
+      float tc[4] = {0.f, 0.f, 0.f, 0.f}, tm[4] = {0.f, 0.f, 0.f, 0.f};
+      float tr[4] = {0.f, 0.f, 0.f, 0.f}, tR[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll kGradUnroll
       for (int kb = 0; kb < 4; ++kb) {
         uint32_t xh[4], xl[4], bh0, bh1, bl0, bl1;
-        if (kb >= warp) {  // columns: Eᵀ K̂ and dMᵀ Q̂ over s in block kb (s > r)
+        if (kb >= warp) {  // columns: dAᵀ (β K̂) and dMᵀ Q̂ over s in block kb (s > r)
+          // The B fragments' rows s and column i; their factors e^{b_s − b_ref} serve both.
+          const int s = 16 * kb + 2 * tq, i = 8 * j + gq;
+          const float e0 = __expf(gb(s, i) - gr[i]), e1 = __expf(gb(s + 1, i) - gr[i]);
+          const float e8 = __expf(gb(s + 8, i) - gr[i]), e9 = __expf(gb(s + 9, i) - gr[i]);
+          auto fk = [&](int u) { return sbeta[u] * skn[u] * ld_bf16(sk + u * kLdK + i); };
+          auto fq = [&](int u) { return sqn[u] * ld_bf16(sq + u * kLdK + i); };
           load_a(xh, seth, kLdE, t0, 16 * kb, gq, tq);
           load_a(xl, setl, kLdE, t0, 16 * kb, gq, tq);
-          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fkc, 16 * kb, 8 * j, gq, tq);
+          split_bf16(fk(s) * e0, fk(s + 1) * e1, bh0, bl0);
+          split_bf16(fk(s + 8) * e8, fk(s + 9) * e9, bh1, bl1);
           mma_split(tc, xh, xl, bh0, bh1, bl0, bl1);
           load_a(xh, smth, kLdE, t0, 16 * kb, gq, tq);
           load_a(xl, smtl, kLdE, t0, 16 * kb, gq, tq);
-          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fqc, 16 * kb, 8 * j, gq, tq);
-          mma_split(tc, xh, xl, bh0, bh1, bl0, bl1);
+          split_bf16(fq(s) * e0, fq(s + 1) * e1, bh0, bl0);
+          split_bf16(fq(s + 8) * e8, fq(s + 9) * e9, bh1, bl1);
+          mma_split(tm, xh, xl, bh0, bh1, bl0, bl1);
         }
-        if (kb <= warp) {  // rows: E K̂ over s in block kb (s < r)
+        if (kb <= warp) {  // rows: dA K̂ over s in block kb (s < r; β_r on the output)
           load_a(xh, seh, kLdE, t0, 16 * kb, gq, tq);
           load_a(xl, sel, kLdE, t0, 16 * kb, gq, tq);
           gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fkr, 16 * kb, 8 * j, gq, tq);
@@ -1895,12 +1910,11 @@ __global__ void __launch_bounds__(kGradThreads, 1)
         }
       }
 #pragma unroll kGradUnroll
-      for (int kk = 0; kk < V / 16; ++kk) {  // R: −β_r dRβ_r S_cᵀ (⊙ e^{b_ref} in the operand)
-        uint32_t a[4], bh0, bh1, bl0, bl1;
+      for (int kk = 0; kk < V / 16; ++kk) {  // R: −β_r dRβ_r S_cᵀ (bf16 S_c as stored; e^{b_r} after)
+        uint32_t a[4], b0, b1;
         load_a(a, su, kLdV, t0, 16 * kk, gq, tq);
-        gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fsr, 16 * kk, 8 * j, gq, tq);
-        mma_16816(tr, a, bh0, bh1);
-        mma_16816(tr, a, bl0, bl1);
+        load_bt(b0, b1, ss, kLdV, 8 * j, 16 * kk, gq, tq);
+        mma_16816(tR, a, b0, b1);
       }
       float cur[4], dq4[4] = {0.f, 0.f, 0.f, 0.f};
       if (addq) select_row(dq4, aq, j);
@@ -1908,18 +1922,29 @@ __global__ void __launch_bounds__(kGradThreads, 1)
       for (int r = 0; r < 2; ++r) {
         const int t = t0 + gq + 8 * r;
         const int64_t row = r0 + t;
-        float dbv[2];
+        float dbv[2], xv[2];
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
           const int i = 8 * j + 2 * tq + c;
-          const float vc = __expf(gr[i] - gb(t, i)) * tc[2 * r + c];
-          const float vr = __expf(gb(t, i) - gr[i]) * tr[2 * r + c];
+          float yv = 0.f;
+#pragma unroll
+          for (int sl = 0; sl < kNsl; ++sl) yv += c == 0 ? yl[r][sl].x : yl[r][sl].y;
+          const float vc = __expf(gr[i] - gb(t, i)) * (tc[2 * r + c] + tm[2 * r + c]);
+          const float vr = sbeta[t] * (__expf(gb(t, i) - gr[i]) * tr[2 * r + c]) +
+                           __expf(gb(t, i)) * tR[2 * r + c];
+          const float ex = __expf(glast[i] - gb(t, i));
           dbv[c] = khat(t, i) * (vr - vc);
-          cur[2 * r + c] = (vc + vr) + __expf(glast[i] - gb(t, i)) * yv[r][c] + sdm[t] * qhat(t, i);
+          xv[c] = khat(t, i) * ex * yv;  // the X term K̃ ⊙ Y (K̃ as the prep kernel forms it)
+          cur[2 * r + c] = (vc + vr) + ex * yv + sdm[t] * qhat(t, i);
         }
-        if (row < r1)
-          *reinterpret_cast<float2*>(p.dbk + (row * p.h + h) * K + 8 * j + 2 * tq) =
+        if (row < r1) {
+          const int64_t off = (row * p.h + h) * K + 8 * j + 2 * tq;
+          *reinterpret_cast<float2*>(p.dbk + off) =
               make_float2(dbv[0] + dq4[2 * r], dbv[1] + dq4[2 * r + 1]);
+          // Y's slice 0 takes X (each element is read and written by this thread only).
+          *reinterpret_cast<float2*>(p.xk + ((row * p.h + h) * kNsl) * K + 8 * j + 2 * tq) =
+              make_float2(xv[0], xv[1]);
+        }
       }
       place_row(akp, cur, j - jb);
     }
@@ -1962,6 +1987,26 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   };
 
   if (side == 1) {
+    // ---- dβ += Σ_{r<s} dA[s, r] A_kk[s, r] (dA from its tiles, hi + lo) -> sxb ----
+    {
+      float xb[2] = {0.f, 0.f};
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int s = t0 + gq + (e >> 1) * 8, r = 8 * j + 2 * tq + (e & 1);
+          if (r < s) {
+            const float da = ld_bf16(seh + s * kLdE + r) + ld_bf16(sel + s * kLdE + r);
+            xb[e >> 1] += da * skn[s] * skn[r] * sg[j][e];
+          }
+        }
+      xb[0] = quad_sum(xb[0]);
+      xb[1] = quad_sum(xb[1]);
+      if (tq == 0) {
+        sxb[ra] = xb[0];
+        sxb[rb] = xb[1];
+      }
+    }
     // ---- dq̂, intra-chunk part and dq ----
     // Intra-chunk part, per 8 key dims: e^{b_t − b_ref} Σ_{s<t} dM[t, s] (k̂_s e^{b_ref − b_s}).
     auto fks = [&](int s, int i) {
@@ -2058,15 +2103,16 @@ __global__ void __launch_bounds__(kGradThreads, 1)
     }
     return;
   }
-  if (p.dbeta && tq == 0) {
-    if (r0 + ra < r1) p.dbeta[(r0 + ra) * p.h + h] = dbeta[0];
-    if (r0 + rb < r1) p.dbeta[(r0 + rb) * p.h + h] = dbeta[1];
+  if (p.dbeta && tq == 0) {  // sxb: side 1 wrote it before barrier 5 (in dk_part)
+    if (r0 + ra < r1) p.dbeta[(r0 + ra) * p.h + h] = dbeta[0] + sxb[ra];
+    if (r0 + rb < r1) p.dbeta[(r0 + rb) * p.h + h] = dbeta[1] + sxb[rb];
   }
 }
 
 // One block per (chunk, head), thread i per key dim: dg_r[i] = Σ_{u >= r} db_u[i] (row-side
-// terms of the grad kernel) + Σ_{u < r} K̃_u[i] Y_u[i] (X term) + e^{B[i]} ⟨dS_{c+1}, S_c⟩_i.
-// Fixed-order sums; p.dg holds the exclusive prefix sums between the two passes.
+// terms of the grad kernel) + Σ_{u < r} K̃_u[i] Y_u[i] (X term, which the grad kernel wrote over
+// Y's slice 0 of p.xk) + e^{B[i]} ⟨dS_{c+1}, S_c⟩_i. Fixed-order sums; p.dg holds the exclusive
+// prefix sums between the two passes.
 template <int K>
 __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_dg_kv(const Params p) {
   const int64_t x = blockIdx.x, h = blockIdx.y;
@@ -2082,10 +2128,8 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_dg_kv(co
   float pre = 0.f;
   for (int t = 0; t < valid; ++t) {
     const int64_t off = ((r0 + t) * p.h + h) * K + i;
-    float y = 0.f;
-    for (int sl = 0; sl < nsl; ++sl) y += p.xk[((r0 + t) * p.h + h) * nsl * K + sl * K + i];
     p.dg[off] = pre;
-    pre += p.kt[off] * y;
+    pre += p.xk[((r0 + t) * p.h + h) * nsl * K + i];  // X = K̃ ⊙ Y, from the grad kernel
   }
   float suf = 0.f;
   for (int t = valid - 1; t >= 0; --t) {

@@ -90,7 +90,8 @@ struct Params {
   float* kt = nullptr;
   // KeyVector backward: Q̃ = scale Q̂ ⊙ exp(b) [rows, H, K] (dui kernel); per V slice Y_s =
   // dS_{c+1} U_s [rows, H, V / 64, K] and ⟨dS_{c+1}, S_c⟩ per key row [chunks, H, V / 64, K]
-  // (reverse state pass, fp32); the row-side db terms [rows, H, K] (grad kernel, for dg).
+  // (reverse state pass, fp32; the grad kernel reads Y and writes X = K̃ ⊙ Σ_s Y_s over slice 0,
+  // for dg); the row-side db terms [rows, H, K] (grad kernel, for dg).
   float* qt = nullptr;
   float* xk = nullptr;
   float* sdk = nullptr;
