@@ -1583,6 +1583,31 @@ __device__ __forceinline__ void place_row(float (&a)[N][4], const float (&v)[4],
 
 // The grad kernel's region: dU hi + lo and T (side 0, until its barrier 1), then the dA tiles
 // (side 0) over them; the dM tiles (side 1, written while side 0 still reads dU and T) after both.
+// Work split of the KeyVector grad kernel's two sides, per K (measured on an H100,
+// kernels/delta_rule/README.md): whether side 0 forms the A_kk score blocks j < w + 1 of row
+// block w (1; side 1 forms the rest of its 2w + 2 column blocks of 8) or none (0), and how many of
+// the K / 8 dk̂ key groups side 1 takes.
+#ifndef SEQMIX_KDA_AKK_SIDE0_64
+#define SEQMIX_KDA_AKK_SIDE0_64 1
+#endif
+#ifndef SEQMIX_KDA_JS_64
+#define SEQMIX_KDA_JS_64 1
+#endif
+#ifndef SEQMIX_KDA_AKK_SIDE0_128
+#define SEQMIX_KDA_AKK_SIDE0_128 0
+#endif
+#ifndef SEQMIX_KDA_JS_128
+#define SEQMIX_KDA_JS_128 4
+#endif
+template <int K>
+constexpr int akk_side0() {
+  return K == 64 ? SEQMIX_KDA_AKK_SIDE0_64 : SEQMIX_KDA_AKK_SIDE0_128;
+}
+template <int K>
+constexpr int side1_groups() {
+  return K == 64 ? SEQMIX_KDA_JS_64 : SEQMIX_KDA_JS_128;
+}
+
 template <int K, int V>
 constexpr int grad_kv_dm_offset() {
   constexpr int a = 2 * kBT * (V + 8) * 2 + kBT * kLdT * 4, e = 4 * kBT * kLdE * 2;
@@ -1640,8 +1665,8 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   float* skn = reinterpret_cast<float*>(region + grad_kv_region_bytes<K, V>());
   float* sqn = skn + kBT;
   float* sbeta = sqn + kBT;
-  float* sdm = sbeta + kBT;  // dM[t, t]
-  float* sdot = sdm + kBT;   // [2][64]: the sides' parts of dk̂'s l2 row dot
+  float* sdm = sbeta + kBT;     // dM[t, t]
+  float* sdot = sdm + kBT;      // [2][64]: the sides' parts of dk̂'s l2 row dot
   float* sxb = sdot + 2 * kBT;  // the A_kk part of dβ per row (side 1 -> side 0)
 
   const int64_t x = blockIdx.x, h = blockIdx.y;
@@ -1651,6 +1676,8 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
   constexpr int kNsl = V / kBV;
+  constexpr int kAkkSide0 = akk_side0<K>();
+  static_assert(kAkkSide0 == 0 || kAkkSide0 == 1, "A_kk split: 0 (side 1 only) or 1 (halves)");
   constexpr int NT = kGradThreads;
   load_tile<K, true, NT>(sq, p.q + h * K, r0, r1, p.h * K);
   load_tile<K, true, NT>(sk, p.k + h * K, r0, r1, p.h * K);
@@ -1696,6 +1723,28 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   auto qhat = [&](int t, int i) { return sqn[t] * ld_bf16(sq + t * kLdK + i); };
   float dbeta[2] = {0.f, 0.f};
 
+  // A_kk (without kn) of this warp's rows and the column blocks of 8 [jlo, jhi), by the reference
+  // row: (k_s e^{b_s − b_ref}) · (k_r e^{b_ref − b_r}).
+  auto akk_scores = [&](float(&acc)[8][4], int jlo, int jhi) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
+    auto fa = [&](int s, int i) { return ld_bf16(sk + s * kLdK + i) * __expf(gb(s, i) - gr[i]); };
+    auto fb = [&](int i, int r) { return ld_bf16(sk + r * kLdK + i) * __expf(gr[i] - gb(r, i)); };
+#pragma unroll kGradUnroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+      uint32_t ah[4], al[4];
+      frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if (j >= jlo && j < jhi) {
+          uint32_t bh0, bh1, bl0, bl1;
+          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fb, 16 * kk, 8 * j, gq, tq);
+          mma_split(acc[j], ah, al, bh0, bh1, bl0, bl1);
+        }
+    }
+  };
   float ar[V / 8][4];
   float aq[K / 8][4];
   float sg[8][4];  // side 1: A_kk scores (without kn) of this warp's rows, kept until the dA tiles
@@ -1780,6 +1829,20 @@ __global__ void __launch_bounds__(kGradThreads, 1)
           *reinterpret_cast<uint16_t*>(seth + r * kLdE + s) = uint16_t(hi & 0xffffu);
           *reinterpret_cast<uint16_t*>(setl + r * kLdE + s) = uint16_t(lo & 0xffffu);
         }
+      if (kAkkSide0) {  // A_kk blocks j < w + 1 and their part of dβ, with dA exact in fp32
+        float sg0[8][4];
+        akk_scores(sg0, 0, warp + 1);
+        float xb[2] = {0.f, 0.f};
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int s = t0 + gq + (e >> 1) * 8, r = 8 * j + 2 * tq + (e & 1);
+            if (j < warp + 1 && r < s) xb[e >> 1] += -se_r[j][e] * skn[s] * skn[r] * sg0[j][e];
+          }
+        dbeta[0] += quad_sum(xb[0]);
+        dbeta[1] += quad_sum(xb[1]);
+      }
     }
   } else {
     // ---- dq̂, inter-chunk part ----
@@ -1828,25 +1891,8 @@ __global__ void __launch_bounds__(kGradThreads, 1)
           *reinterpret_cast<uint16_t*>(smtl + s * kLdE + t) = uint16_t(lo & 0xffffu);
         }
     }
-    // ---- A_kk (without kn) by the reference row: (k_s e^{b_s − b_ref}) · (k_r e^{b_ref − b_r})
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) sg[j][e] = 0.f;
-    auto fa = [&](int s, int i) { return ld_bf16(sk + s * kLdK + i) * __expf(gb(s, i) - gr[i]); };
-    auto fb = [&](int i, int r) { return ld_bf16(sk + r * kLdK + i) * __expf(gr[i] - gb(r, i)); };
-#pragma unroll kGradUnroll
-    for (int kk = 0; kk < K / 16; ++kk) {
-      uint32_t ah[4], al[4];
-      frag_a_split(ah, al, fa, t0, 16 * kk, gq, tq);
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-        if (j < 2 * warp + 2) {
-          uint32_t bh0, bh1, bl0, bl1;
-          gla_chunk::frag_b_split(bh0, bh1, bl0, bl1, fb, 16 * kk, 8 * j, gq, tq);
-          mma_split(sg[j], ah, al, bh0, bh1, bl0, bl1);
-        }
-    }
+    // ---- A_kk scores of the blocks side 0 does not form ----
+    akk_scores(sg, kAkkSide0 * (warp + 1), 2 * warp + 2);
   }
   bar_sync_named(2, kGradThreads);  // score tiles and sdm complete; U is no longer read
 
@@ -1856,7 +1902,8 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   // groups are split between the sides (side 1 [0, kJs) after dq̂, side 0 the rest); the l2
   // backward's row dot is summed over both (sdot, side 0's part first), then each side stores
   // its columns of dk. ----
-  constexpr int kJs = 3 * K / 64, kJn = K / 8 - kJs > kJs ? K / 8 - kJs : kJs;
+  constexpr int kJs = side1_groups<K>(), kJn = K / 8 - kJs > kJs ? K / 8 - kJs : kJs;
+  static_assert(kJs > 0 && kJs < K / 8, "each side takes at least one dk̂ key group");
   const bool addq = side == 1;
   auto fkr = [&](int s, int i) {
     return skn[s] * ld_bf16(sk + s * kLdK + i) * __expf(gr[i] - gb(s, i));
@@ -1874,9 +1921,10 @@ __global__ void __launch_bounds__(kGradThreads, 1)
         const int i = 8 * j + 2 * tq;
 #pragma unroll
         for (int sl = 0; sl < kNsl; ++sl)
-          yl[r][sl] = row < r1 ? *reinterpret_cast<const float2*>(
-                                     p.xk + ((row * p.h + h) * kNsl + sl) * K + i)
-                               : make_float2(0.f, 0.f);
+          yl[r][sl] =
+              row < r1
+                  ? *reinterpret_cast<const float2*>(p.xk + ((row * p.h + h) * kNsl + sl) * K + i)
+                  : make_float2(0.f, 0.f);
       }
       // Column terms in tc (dA) and tm (dM), row terms in tr, R in tR: four independent chains.
       float tc[4] = {0.f, 0.f, 0.f, 0.f}, tm[4] = {0.f, 0.f, 0.f, 0.f};
@@ -1910,7 +1958,8 @@ __global__ void __launch_bounds__(kGradThreads, 1)
         }
       }
 #pragma unroll kGradUnroll
-      for (int kk = 0; kk < V / 16; ++kk) {  // R: −β_r dRβ_r S_cᵀ (bf16 S_c as stored; e^{b_r} after)
+      for (int kk = 0; kk < V / 16;
+           ++kk) {  // R: −β_r dRβ_r S_cᵀ (bf16 S_c as stored; e^{b_r} after)
         uint32_t a[4], b0, b1;
         load_a(a, su, kLdV, t0, 16 * kk, gq, tq);
         load_bt(b0, b1, ss, kLdV, 8 * j, 16 * kk, gq, tq);
@@ -1987,7 +2036,8 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   };
 
   if (side == 1) {
-    // ---- dβ += Σ_{r<s} dA[s, r] A_kk[s, r] (dA from its tiles, hi + lo) -> sxb ----
+    // ---- dβ += Σ_{r<s} dA[s, r] A_kk[s, r] over the blocks side 1 formed (dA from its tiles,
+    // hi + lo) -> sxb ----
     {
       float xb[2] = {0.f, 0.f};
 #pragma unroll
@@ -1995,7 +2045,7 @@ __global__ void __launch_bounds__(kGradThreads, 1)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int s = t0 + gq + (e >> 1) * 8, r = 8 * j + 2 * tq + (e & 1);
-          if (r < s) {
+          if (j >= kAkkSide0 * (warp + 1) && r < s) {
             const float da = ld_bf16(seh + s * kLdE + r) + ld_bf16(sel + s * kLdE + r);
             xb[e >> 1] += da * skn[s] * skn[r] * sg[j][e];
           }
