@@ -851,19 +851,7 @@ __global__ void __launch_bounds__(kGradThreads, (K == 64 && V == 64) ? 2 : 1)
   } else {
     // ---- dq̂ = scale exp(b) dO S_cᵀ + (scale dO Uᵀ ⊙ exp(b_t − b_s) kn_s)_{s<=t} K ----
     float aq[K / 8][4];
-#pragma unroll
-    for (int j = 0; j < K / 8; ++j) aq[j][0] = aq[j][1] = aq[j][2] = aq[j][3] = 0.f;
-#pragma unroll kGradUnroll
-    for (int kk = 0; kk < V / 16; ++kk) {
-      uint32_t a[4];
-      load_a(a, sdo, kLdV, t0, 16 * kk, gq, tq);
-#pragma unroll
-      for (int j = 0; j < K / 8; ++j) {
-        uint32_t b0, b1;
-        load_bt(b0, b1, ss, kLdV, 8 * j, 16 * kk, gq, tq);
-        mma_16816(aq[j], a, b0, b1);
-      }
-    }
+    gla_chunk::mma_rows_bt<K / 8, V>(aq, sdo, kLdV, t0, ss, kLdV, 0, gq, tq);
     const float fa = p.scale * __expf(sb[ra]), fb = p.scale * __expf(sb[rb]);
 #pragma unroll
     for (int j = 0; j < K / 8; ++j) {
@@ -1581,8 +1569,6 @@ __device__ __forceinline__ void place_row(float (&a)[N][4], const float (&v)[4],
     }
 }
 
-// The grad kernel's region: dU hi + lo and T (side 0, until its barrier 1), then the dA tiles
-// (side 0) over them; the dM tiles (side 1, written while side 0 still reads dU and T) after both.
 // Work split of the KeyVector grad kernel's two sides, per K (measured on an H100,
 // kernels/delta_rule/README.md): whether side 0 forms the A_kk score blocks j < w + 1 of row
 // block w (1; side 1 forms the rest of its 2w + 2 column blocks of 8) or none (0), and how many of
@@ -1608,6 +1594,8 @@ constexpr int side1_groups() {
   return K == 64 ? SEQMIX_KDA_JS_64 : SEQMIX_KDA_JS_128;
 }
 
+// The grad kernel's region: dU hi + lo and T (side 0, until its barrier 1), then the dA tiles
+// (side 0) over them; the dM tiles (side 1, written while side 0 still reads dU and T) after both.
 template <int K, int V>
 constexpr int grad_kv_dm_offset() {
   constexpr int a = 2 * kBT * (V + 8) * 2 + kBT * kLdT * 4, e = 4 * kBT * kLdE * 2;
@@ -1625,11 +1613,12 @@ constexpr int grad_kv_smem_bytes() {
 
 // One block per (chunk, head), KeyVector: dq, dk, dv, dβ and the row-side db terms (p.dbk, for
 // the dg kernel); 8 warps in two sides, warps w and w + 4 own rows [16w, 16w + 16) (w < 4),
-// reference row ref = 16w + 7. Side 0: dRβ, dv, the R part of dβ, the dA tiles, then dk̂ of the
-// key groups [kJs, K/8) (groups of 8 key dims); side 1, meanwhile: dq̂'s inter-chunk part, the dM
-// tiles and the A_kk scores; after the tiles, the A_kk part of dβ, dq̂, then dk̂ of the groups
-// [0, kJs). With dM = scale dO Uᵀ (s <= t), dA = −StrictLower(dRβ Uᵀ), E = diag(β) dA (β enters
-// the E products as a factor of k̂_s in the column terms and of the output row in the row terms):
+// reference row ref = 16w + 7. Side 0: dRβ, dv, the R part of dβ, the dA tiles (at K = 64 also
+// the A_kk blocks j < w + 1 and their part of dβ, akk_side0), then dk̂ of the key groups
+// [kJs, K/8) (groups of 8 key dims); side 1, meanwhile: dq̂'s inter-chunk part, the dM tiles and
+// the other A_kk blocks; after the tiles, their part of dβ, dq̂, then dk̂ of the groups [0, kJs).
+// With dM = scale dO Uᵀ (s <= t), dA = −StrictLower(dRβ Uᵀ), E = diag(β) dA (β enters the E
+// products as a factor of k̂_s in the column terms and of the output row in the row terms):
 //   dq̂_t = scale e^{b_t} ⊙ S_c dO_t + Σ_{s<t} dM[t, s] k̂_s Γ_ts + dM[t, t] k̂_t
 //   dk̂_r = Σ_{s>r} (E[s, r] k̂_s + dM[s, r] q̂_s) Γ_sr                          (column terms)
 //        + Σ_{s<r} E[r, s] k̂_s Γ_rs − β_r e^{b_r} ⊙ S_c dRβ_r                   (row terms)
@@ -1747,7 +1736,8 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   };
   float ar[V / 8][4];
   float aq[K / 8][4];
-  float sg[8][4];  // side 1: A_kk scores (without kn) of this warp's rows, kept until the dA tiles
+  float sg[8]
+          [4];  // side 1: its A_kk scores (without kn) of this warp's rows, kept until the dA tiles
   if (side == 0) {
     // ---- dRβ = Tᵀ dU (rows s: Σ_{r >= s} T[r, s] dU_r); dV = β dRβ ----
     dr_beta_dv<V>(ar, p, stm, sdu, sdul, sbeta, h, r0, r1, warp, gq, tq, lane);
@@ -1846,19 +1836,7 @@ __global__ void __launch_bounds__(kGradThreads, 1)
     }
   } else {
     // ---- dq̂, inter-chunk part ----
-#pragma unroll
-    for (int j = 0; j < K / 8; ++j) aq[j][0] = aq[j][1] = aq[j][2] = aq[j][3] = 0.f;
-#pragma unroll kGradUnroll
-    for (int kk = 0; kk < V / 16; ++kk) {
-      uint32_t a[4];
-      load_a(a, sdo, kLdV, t0, 16 * kk, gq, tq);
-#pragma unroll
-      for (int j = 0; j < K / 8; ++j) {
-        uint32_t b0, b1;
-        load_bt(b0, b1, ss, kLdV, 8 * j, 16 * kk, gq, tq);
-        mma_16816(aq[j], a, b0, b1);
-      }
-    }
+    gla_chunk::mma_rows_bt<K / 8, V>(aq, sdo, kLdV, t0, ss, kLdV, 0, gq, tq);
     // ---- dM = scale dO Uᵀ (tiles: strictly causal part; the diagonal to sdm) ----
     {
       float sc[8][4];
@@ -1897,8 +1875,9 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   bar_sync_named(2, kGradThreads);  // score tiles and sdm complete; U is no longer read
 
   // ---- dk̂, per 8 key dims j in [jb, je) into akp[j − jb]: column terms (output factor e^{b_ref −
-  // b_r}), row terms (e^{b_r − b_ref}; the R term's e^{b_r} = e^{b_r − b_ref} e^{b_ref}), X and
-  // diagonal terms; the k̂ part of db (plus, with addq, the q̂ part held in aq) to p.dbk. The key
+  // b_r}), row terms (e^{b_r − b_ref}, and β_r), the R term (e^{b_r} on the plain product), X and
+  // diagonal terms; the k̂ part of db (plus, with addq, the q̂ part held in aq) to p.dbk, and X
+  // (K̃ ⊙ Y, when dg is wanted) over Y's slice 0 for the dg kernel. The key
   // groups are split between the sides (side 1 [0, kJs) after dq̂, side 0 the rest); the l2
   // backward's row dot is summed over both (sdot, side 0's part first), then each side stores
   // its columns of dk. ----
@@ -1991,8 +1970,9 @@ __global__ void __launch_bounds__(kGradThreads, 1)
           *reinterpret_cast<float2*>(p.dbk + off) =
               make_float2(dbv[0] + dq4[2 * r], dbv[1] + dq4[2 * r + 1]);
           // Y's slice 0 takes X (each element is read and written by this thread only).
-          *reinterpret_cast<float2*>(p.xk + ((row * p.h + h) * kNsl) * K + 8 * j + 2 * tq) =
-              make_float2(xv[0], xv[1]);
+          if (p.dg)
+            *reinterpret_cast<float2*>(p.xk + ((row * p.h + h) * kNsl) * K + 8 * j + 2 * tq) =
+                make_float2(xv[0], xv[1]);
         }
       }
       place_row(akp, cur, j - jb);
@@ -2132,6 +2112,7 @@ __global__ void __launch_bounds__(kGradThreads, 1)
         *reinterpret_cast<uint32_t*>(su + t * kLdV + 8 * j + 2 * tq) =
             pack_bf16(f * ar[j][2 * r], f * ar[j][2 * r + 1]);
     }
+    __syncwarp();  // this warp's lanes read each other's su rows in dk_part (the R term)
     asm volatile("bar.arrive 4, %0;\n" ::"n"(kGradThreads) : "memory");  // su (side 1 reads)
   }
   {  // one call site (code size)

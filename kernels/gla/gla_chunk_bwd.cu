@@ -618,19 +618,7 @@ __global__ void __launch_bounds__(kThreadsKV) gla_chunk_bwd_kernel_dqkv_kv(const
 
   // ---- dq, inter-chunk product (raw): dO_t Sᵀ for rows t0.., key dims d0.. ----
   float dqx[KH / 8][4];
-#pragma unroll
-  for (int j = 0; j < KH / 8; ++j) dqx[j][0] = dqx[j][1] = dqx[j][2] = dqx[j][3] = 0.f;
-#pragma unroll 1
-  for (int kk = 0; kk < V / 16; ++kk) {
-    uint32_t a[4];
-    load_a(a, sdo, kLdV, t0, 16 * kk, gq, tq);
-#pragma unroll
-    for (int j = 0; j < KH / 8; ++j) {
-      uint32_t b0, b1;
-      load_bt(b0, b1, ss, kLdV, d0 + 8 * j, 16 * kk, gq, tq);
-      mma_16816(dqx[j], a, b0, b1);
-    }
-  }
+  mma_rows_bt<KH / 8, V>(dqx, sdo, kLdV, t0, ss, kLdV, d0, gq, tq);
   __syncthreads();  // every warp is done with S: dH replaces it while the intra products run
   load_state<K, V, true, NT>(ss, p.dhs + (x * p.h + h) * K * V, V);
   cp_async_commit();

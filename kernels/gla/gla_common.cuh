@@ -136,6 +136,28 @@ __device__ __forceinline__ void load_b(uint32_t (&b)[4], const bf16* s, int ld, 
                : "r"(addr));
 }
 
+// acc[j] = A Bᵀ for the 16 rows row0.. of the row-major tile sa (A) and the 8 rows n0 + 8j.. of
+// the row-major tile sb (B = those rows, transposed), summed over the KD shared columns (loop over
+// the 16-column steps rolled): the plain "rows × rowsᵀ" product of the chunked kernels (e.g. the
+// inter-chunk part of dq, dO S_cᵀ).
+template <int NJ, int KD>
+__device__ __forceinline__ void mma_rows_bt(float (&acc)[NJ][4], const bf16* sa, int lda, int row0,
+                                            const bf16* sb, int ldb, int n0, int gq, int tq) {
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+#pragma unroll 1
+  for (int kk = 0; kk < KD / 16; ++kk) {
+    uint32_t a[4];
+    load_a(a, sa, lda, row0, 16 * kk, gq, tq);
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) {
+      uint32_t b0, b1;
+      load_bt(b0, b1, sb, ldb, n0 + 8 * j, 16 * kk, gq, tq);
+      mma_16816(acc[j], a, b0, b1);
+    }
+  }
+}
+
 // A fragment whose element (r, c) is f(r, c) (rows row0.., cols col0..).
 template <class F>
 __device__ __forceinline__ void frag_a(uint32_t (&a)[4], const F& f, int row0, int col0, int gq,
