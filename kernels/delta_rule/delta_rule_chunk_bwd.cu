@@ -47,6 +47,27 @@ __device__ __forceinline__ void c_to_a_n(uint32_t (&a)[4], const float (&c)[N][4
   a[3] = pack_bf16(c[2 * j + 1][2] * s1, c[2 * j + 1][3] * s1);
 }
 
+// acc[j] = dRβ Uᵀ for this warp's rows (dRβ in registers, rounded to bf16 as the A operand) and
+// the column blocks of 8 j < jhi (the others stay zero): −dA before the strictly-lower mask.
+template <int V>
+__device__ __forceinline__ void dr_beta_u_scores(float (&acc)[8][4], const float (&ar)[V / 8][4],
+                                                 const bf16* su, int jhi, int gq, int tq) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < V / 16; ++kk) {
+    uint32_t a[4];
+    c_to_a_n(a, ar, kk);
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      if (j < jhi) {
+        uint32_t b0, b1;
+        load_bt(b0, b1, su, V + 8, 8 * j, 16 * kk, gq, tq);
+        mma_16816(acc[j], a, b0, b1);
+      }
+  }
+}
+
 // Sum over the 4 lanes (tq) that share a fragment row.
 __device__ __forceinline__ float quad_sum(float x) {
   x += __shfl_xor_sync(0xffffffffu, x, 1);
@@ -719,34 +740,8 @@ __global__ void __launch_bounds__(kGradThreads, (K == 64 && V == 64) ? 2 : 1)
     float se_r[8][4];
     {
       float sg[8][4];
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) se_r[j][e] = sg[j][e] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < V / 16; ++kk) {
-        uint32_t a[4];
-        c_to_a_n(a, ar, kk);
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-          if (j < 2 * rw + 2) {
-            uint32_t b0, b1;
-            load_bt(b0, b1, su, kLdV, 8 * j, 16 * kk, gq, tq);
-            mma_16816(se_r[j], a, b0, b1);
-          }
-      }
-#pragma unroll kGradUnroll
-      for (int kk = 0; kk < K / 16; ++kk) {
-        uint32_t a[4];
-        load_a(a, sk, kLdK, t0, 16 * kk, gq, tq);
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-          if (j < 2 * rw + 2) {
-            uint32_t b0, b1;
-            load_bt(b0, b1, sk, kLdK, 8 * j, 16 * kk, gq, tq);
-            mma_16816(sg[j], a, b0, b1);
-          }
-      }
+      dr_beta_u_scores<V>(se_r, ar, su, 2 * rw + 2, gq, tq);
+      gla_chunk::mma_rows_bt<8, K, kGradUnroll>(sg, sk, kLdK, t0, sk, kLdK, 0, gq, tq, 2 * rw + 2);
       float xb[2] = {0.f, 0.f}, xa[2] = {0.f, 0.f};
 #pragma unroll
       for (int j = 0; j < 8; ++j)
@@ -1790,22 +1785,7 @@ __global__ void __launch_bounds__(kGradThreads, 1)
     // ---- dA = −StrictLower(dRβ Uᵀ) (tiles dA, dAᵀ) ----
     {
       float se_r[8][4];
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) se_r[j][e] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < V / 16; ++kk) {
-        uint32_t a[4];
-        c_to_a_n(a, ar, kk);
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-          if (j < 2 * warp + 2) {
-            uint32_t b0, b1;
-            load_bt(b0, b1, su, kLdV, 8 * j, 16 * kk, gq, tq);
-            mma_16816(se_r[j], a, b0, b1);
-          }
-      }
+      dr_beta_u_scores<V>(se_r, ar, su, 2 * warp + 2, gq, tq);
 #pragma unroll
       for (int j = 0; j < 8; ++j)
 #pragma unroll
@@ -1840,20 +1820,8 @@ __global__ void __launch_bounds__(kGradThreads, 1)
     // ---- dM = scale dO Uᵀ (tiles: strictly causal part; the diagonal to sdm) ----
     {
       float sc[8][4];
-#pragma unroll
-      for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
-#pragma unroll kGradUnroll
-      for (int kk = 0; kk < V / 16; ++kk) {
-        uint32_t a[4];
-        load_a(a, sdo, kLdV, t0, 16 * kk, gq, tq);
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-          if (j < 2 * warp + 2) {
-            uint32_t b0, b1;
-            load_bt(b0, b1, su, kLdV, 8 * j, 16 * kk, gq, tq);
-            mma_16816(sc[j], a, b0, b1);
-          }
-      }
+      gla_chunk::mma_rows_bt<8, V, kGradUnroll>(sc, sdo, kLdV, t0, su, kLdV, 0, gq, tq,
+                                                2 * warp + 2);
 #pragma unroll
       for (int j = 0; j < 8; ++j)
 #pragma unroll

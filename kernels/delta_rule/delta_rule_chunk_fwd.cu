@@ -160,20 +160,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep(con
   {
     // Gram of the raw keys, rows t0.., columns 0..t0+15.
     float sc[8][4];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < K / 16; ++kk) {
-      uint32_t a[4];
-      load_a(a, sk, kLdK, t0, 16 * kk, gq, tq);
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-        if (j < 2 * warp + 2) {
-          uint32_t b0, b1;
-          load_bt(b0, b1, sk, kLdK, 8 * j, 16 * kk, gq, tq);
-          mma_16816(sc[j], a, b0, b1);
-        }
-    }
+    gla_chunk::mma_rows_bt<8, K, K / 16>(sc, sk, kLdK, t0, sk, kLdK, 0, gq, tq, 2 * warp + 2);
 #pragma unroll
     for (int j = 0; j < 8; ++j)
 #pragma unroll
@@ -526,20 +513,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o(const 
   float acc[V / 8][4];
 #pragma unroll
   for (int j = 0; j < V / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    if (j <= warp) {
-      uint32_t a[4];
-      c_to_a(a, sc, j);
-#pragma unroll
-      for (int jj = 0; jj < V / 16; ++jj) {
-        uint32_t bfr[4];
-        load_b(bfr, su, kLdV, 16 * j, 16 * jj, lane);
-        mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
-        mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
-      }
-    }
-  }
+  gla_chunk::mma_scores_tile<V / 8>(acc, sc, su, kLdV, 0, 0, warp + 1, lane);
   // Inter-chunk part: scale qn exp(b) q S_c.
   auto fqi = [&](int t, int d) {
     return p.scale * sqn[t] * __expf(sb[t]) * ld_bf16(sq + t * kLdK + d);
@@ -1067,20 +1041,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o_kv(con
   }
   cp_async_wait<0>();
   __syncthreads();  // U
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    if (j <= warp) {
-      uint32_t a[4];
-      c_to_a(a, sc, j);
-#pragma unroll
-      for (int jj = 0; jj < V / 16; ++jj) {
-        uint32_t bfr[4];
-        load_b(bfr, su, kLdV, 16 * j, 16 * jj, lane);
-        mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
-        mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
-      }
-    }
-  }
+  gla_chunk::mma_scores_tile<V / 8>(acc, sc, su, kLdV, 0, 0, warp + 1, lane);
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int64_t row = r0 + t0 + gq + 8 * r;

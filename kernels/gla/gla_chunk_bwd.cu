@@ -166,19 +166,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
     for (int r = 0; r < 2; ++r) diag[r] = __shfl_sync(0xffffffffu, diag[r], 4 * gq + (gq >> 1));
 #pragma unroll
     for (int j = 0; j < K / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-      if (j <= warp) {
-        uint32_t a[4];
-        c_to_a(a, sc, j);
-#pragma unroll
-        for (int jj = 0; jj < K / 16; ++jj) {
-          uint32_t bfr[4];
-          load_b(bfr, sk, kLdK, 16 * j, 16 * jj, lane);
-          mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
-          mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
-        }
-      }
+    mma_scores_tile<K / 8>(acc, sc, sk, kLdK, 0, 0, warp + 1, lane);
 #pragma unroll
     for (int j = 0; j < K / 8; ++j) {
       float tmp[4] = {0.f, 0.f, 0.f, 0.f};
@@ -377,19 +365,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
     for (int r = 0; r < 2; ++r) diag[r] = __shfl_sync(0xffffffffu, diag[r], 4 * gq + (gq >> 1));
 #pragma unroll
     for (int j = 0; j < K / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-      if (j >= warp) {
-        uint32_t a[4];
-        c_to_a(a, sc, j);
-#pragma unroll
-        for (int jj = 0; jj < K / 16; ++jj) {
-          uint32_t bfr[4];
-          load_b(bfr, sq, kLdK, 16 * j, 16 * jj, lane);
-          mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
-          mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
-        }
-      }
+    mma_scores_tile<K / 8>(acc, sc, sq, kLdK, 0, warp, 4, lane);
 #pragma unroll
     for (int j = 0; j < K / 8; ++j) {
       float tmp[4] = {0.f, 0.f, 0.f, 0.f};
@@ -500,19 +476,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
         dv[j][2] *= erow_b[1];
         dv[j][3] *= erow_b[1];
       }
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-        if (j >= warp) {
-          uint32_t a[4];
-          c_to_a(a, sc, j);
-#pragma unroll
-          for (int jj = 0; jj < kVP / 16; ++jj) {
-            uint32_t bfr[4];
-            load_b(bfr, sdo, kLdV, 16 * j, vp + 16 * jj, lane);
-            mma_16816(dv[2 * jj], a, bfr[0], bfr[1]);
-            mma_16816(dv[2 * jj + 1], a, bfr[2], bfr[3]);
-          }
-        }
+      mma_scores_tile<kVP / 8>(dv, sc, sdo, kLdV, vp, warp, 4, lane);
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int64_t row = r0 + t0 + gq + 8 * r;

@@ -327,20 +327,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
       acc[j][3] *= f1;
     }
   }
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    if (j <= warp) {
-      uint32_t a[4];
-      c_to_a(a, sc, j);
-#pragma unroll
-      for (int jj = 0; jj < V / 16; ++jj) {
-        uint32_t bfr[4];
-        load_b(bfr, sv, kLdV, 16 * j, 16 * jj, lane);
-        mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
-        mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
-      }
-    }
-  }
+  mma_scores_tile<V / 8>(acc, sc, sv, kLdV, 0, 0, warp + 1, lane);
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int64_t row = r0 + t0 + gq + 8 * r;

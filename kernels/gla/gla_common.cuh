@@ -137,24 +137,27 @@ __device__ __forceinline__ void load_b(uint32_t (&b)[4], const bf16* s, int ld, 
 }
 
 // acc[j] = A Bᵀ for the 16 rows row0.. of the row-major tile sa (A) and the 8 rows n0 + 8j.. of
-// the row-major tile sb (B = those rows, transposed), summed over the KD shared columns (loop over
-// the 16-column steps rolled): the plain "rows × rowsᵀ" product of the chunked kernels (e.g. the
-// inter-chunk part of dq, dO S_cᵀ).
-template <int NJ, int KD>
+// the row-major tile sb (B = those rows, transposed), summed over the KD shared columns: the plain
+// "rows × rowsᵀ" product of the chunked kernels (e.g. the inter-chunk part of dq, dO S_cᵀ; the
+// Gram K Kᵀ; the scores dO Uᵀ). Only the blocks j < jhi are formed (a causal band; the others stay
+// zero); kUnroll is the unroll count of the loop over the 16-column steps.
+template <int NJ, int KD, int kUnroll = 1>
 __device__ __forceinline__ void mma_rows_bt(float (&acc)[NJ][4], const bf16* sa, int lda, int row0,
-                                            const bf16* sb, int ldb, int n0, int gq, int tq) {
+                                            const bf16* sb, int ldb, int n0, int gq, int tq,
+                                            int jhi = NJ) {
 #pragma unroll
   for (int j = 0; j < NJ; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-#pragma unroll 1
+#pragma unroll kUnroll
   for (int kk = 0; kk < KD / 16; ++kk) {
     uint32_t a[4];
     load_a(a, sa, lda, row0, 16 * kk, gq, tq);
 #pragma unroll
-    for (int j = 0; j < NJ; ++j) {
-      uint32_t b0, b1;
-      load_bt(b0, b1, sb, ldb, n0 + 8 * j, 16 * kk, gq, tq);
-      mma_16816(acc[j], a, b0, b1);
-    }
+    for (int j = 0; j < NJ; ++j)
+      if (j < jhi) {
+        uint32_t b0, b1;
+        load_bt(b0, b1, sb, ldb, n0 + 8 * j, 16 * kk, gq, tq);
+        mma_16816(acc[j], a, b0, b1);
+      }
   }
 }
 
@@ -185,6 +188,28 @@ __device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c)[N][4],
   a[1] = pack_bf16(c[2 * j][2], c[2 * j][3]);
   a[2] = pack_bf16(c[2 * j + 1][0], c[2 * j + 1][1]);
   a[3] = pack_bf16(c[2 * j + 1][2], c[2 * j + 1][3]);
+}
+
+// acc[n] += Σ_{j in [jlo, jhi)} (the 16x16 block j of a 16x64 fp32 score tile sc, rounded to bf16
+// as the A operand) · (rows 16j.. of the row-major tile sb, columns c0 .. c0 + 8 NB): a causal band
+// of the scores times a tile (e.g. the output's intra-chunk product, scores · V).
+template <int NB>
+__device__ __forceinline__ void mma_scores_tile(float (&acc)[NB][4], const float (&sc)[8][4],
+                                                const bf16* sb, int ldb, int c0, int jlo, int jhi,
+                                                int lane) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+    if (j >= jlo && j < jhi) {
+      uint32_t a[4];
+      c_to_a(a, sc, j);
+#pragma unroll
+      for (int jj = 0; jj < NB / 2; ++jj) {
+        uint32_t bfr[4];
+        load_b(bfr, sb, ldb, 16 * j, c0 + 16 * jj, lane);
+        mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
+        mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
+      }
+    }
 }
 
 // Transpose of an 8x8 b16 matrix held one row pair per lane (lane = 4 * row + col / 2): the B
