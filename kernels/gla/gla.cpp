@@ -1,11 +1,12 @@
 // Gated linear attention family: validation (shapes per gate mode, dtypes, devices, contiguity,
 // cu_seqlens checked on the host; errors name the operand), algorithm choice and device dispatch,
 // and the autograd node of gla(...) (saves q, k, v, g, h0 and, when the forward ran the chunked
-// CUDA kernels with a data-dependent gate, its chunk-local cumulative gates; the backward
-// recomputes the states).
+// CUDA kernels, its chunk-start states and, with a data-dependent gate, its chunk-local
+// cumulative gates, so that the backward recomputes neither).
 //   S_t = exp(g_t) ⊙ S_{t-1} + k_tᵀ v_t,  o_t = scale · q_t S_t    (see gla.h and README.md)
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,12 @@ void check_gc(const Tensor& gc, GlaGate gate, const Dims& d) {
   check_like("gc", gc, d.g_shape, DType::F32, d.dev);
 }
 
+// The optional chunk-start states shared by forward and backward (bf16).
+void check_hs(const Tensor& hs, const Tensor& q, const Tensor& v, const Tensor& cu, const Dims& d) {
+  if (!hs.defined()) return;
+  check_like("hs", hs, gla_chunk_states_shape(q, v, cu), DType::BF16, d.dev);
+}
+
 GlaFwdArgs as_fwd(const GlaBwdArgs& a) {
   GlaFwdArgs f;
   f.q = a.q;
@@ -129,6 +136,7 @@ GlaAlgo dispatch_fwd(const GlaFwdArgs& a, const Dims& d) {
   a.o.bump_version();
   if (a.ht.defined()) a.ht.bump_version();
   if (a.gc.defined() && ran == GlaAlgo::Chunked) a.gc.bump_version();
+  if (a.hs.defined() && ran == GlaAlgo::Chunked) a.hs.bump_version();
   return ran;
 }
 
@@ -174,6 +182,15 @@ double gla_scale(double scale, int64_t k) {
   return scale != 0 ? scale : 1.0 / std::sqrt(double(k));
 }
 
+Shape gla_chunk_states_shape(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens) {
+  SEQMIX_CHECK(q.dim() == 4 && v.dim() == 4, "{}: q and v must be 4-d, got {} and {}", kOp,
+               describe(q), describe(v));
+  const int64_t b = q.size(0), t = q.size(1);
+  const int64_t chunks = cu_seqlens.defined() ? t / kGlaChunk + (cu_seqlens.numel() - 1)
+                                              : b * ((t + kGlaChunk - 1) / kGlaChunk);
+  return {chunks, q.size(2), q.size(3), v.size(3)};
+}
+
 Support gla_supports(const GlaFwdArgs& a) {
   return linear_rnn_supports(a, &gla_chunk_supports, &gla_recurrent_supports);
 }
@@ -207,6 +224,7 @@ void gla_fwd(const GlaFwdArgs& a) {
   check_like("o", a.o, a.v.shape(), a.q.dtype(), d.dev);
   check_like("ht", a.ht, d.state(), state_dtype(a.q.dtype()), d.dev);
   check_gc(a.gc, a.gate, d);
+  check_hs(a.hs, a.q, a.v, a.cu_seqlens, d);
   dispatch_fwd(a, d);
 }
 
@@ -226,6 +244,7 @@ void gla_bwd(const GlaBwdArgs& a) {
   }
   check_like("dh0", a.dh0, d.state(), sd, d.dev);
   check_gc(a.gc, a.gate, d);
+  check_hs(a.hs, a.q, a.v, a.cu_seqlens, d);
   dispatch_bwd(a, d);
 }
 
@@ -251,9 +270,19 @@ std::pair<Variable, Variable> gla(const Variable& q, const Variable& k, const Va
   fa.o = fa.v.empty_like();
   if (want_final_state) fa.ht = Tensor::empty(d.state(), state_dtype(fa.q.dtype()), d.dev);
   // The chunked forward's cumulative gates are kept for the backward (f32, the size of g; the
-  // forward allocates them anyway, so this only extends their lifetime to the backward's).
+  // forward allocates them anyway, so this only extends their lifetime to the backward's). When
+  // a gradient will be needed, so are its chunk-start states (bf16 [chunks, H, K, V], K·V / 32
+  // bytes per token and head, which the forward also allocates anyway): the backward then skips
+  // its recompute of the forward state pass. The node releases the states once its backward ran.
   if (gated(opt.gate) && d.dev.is_cuda()) fa.gc = Tensor::empty(d.g_shape, DType::F32, d.dev);
-  if (dispatch_fwd(fa, d) != GlaAlgo::Chunked) fa.gc = Tensor();
+  auto hs = std::make_shared<Tensor>();
+  if (d.dev.is_cuda() && any_requires_grad({&q, &k, &v, &g, &h0}))
+    fa.hs = Tensor::empty(gla_chunk_states_shape(fa.q, fa.v, fa.cu_seqlens), DType::BF16, d.dev);
+  if (dispatch_fwd(fa, d) != GlaAlgo::Chunked) {
+    fa.gc = Tensor();
+    fa.hs = Tensor();
+  }
+  *hs = fa.hs;
 
   std::vector<Tensor> outs{fa.o};
   if (want_final_state) outs.push_back(fa.ht);
@@ -262,7 +291,7 @@ std::pair<Variable, Variable> gla(const Variable& q, const Variable& k, const Va
       kNode, {&q, &k, &v, &g, &h0}, std::move(outs),
       [sq = SavedTensor(fa.q, kNode), sk = SavedTensor(fa.k, kNode), sv = SavedTensor(fa.v, kNode),
        sg = SavedTensor(fa.g, kNode), sh0 = SavedTensor(fa.h0, kNode), gc = fa.gc,
-       cu = fa.cu_seqlens, opt, d](const Node& self, TensorList& gr) -> TensorList {
+       cu = fa.cu_seqlens, opt, d, hs](const Node& self, TensorList& gr) -> TensorList {
         GlaBwdArgs ba;
         ba.q = sq.get();
         ba.k = sk.get();
@@ -270,6 +299,7 @@ std::pair<Variable, Variable> gla(const Variable& q, const Variable& k, const Va
         ba.g = sg.get();
         ba.h0 = sh0.get();
         ba.gc = gc;
+        ba.hs = *hs;
         ba.cu_seqlens = cu;
         ba.gate = opt.gate;
         ba.scale = opt.scale;
@@ -283,6 +313,7 @@ std::pair<Variable, Variable> gla(const Variable& q, const Variable& k, const Va
         if (self.needs_input_grad(3) && gated(opt.gate)) ba.dg = ba.g.empty_like();
         if (self.needs_input_grad(4) && ba.h0.defined()) ba.dh0 = ba.h0.empty_like();
         dispatch_bwd(ba, d);
+        *hs = Tensor();  // a second backward (retained graph) recomputes the states
         return {ba.dq, ba.dk, ba.dv, ba.dg, ba.dh0};
       });
   return {res[0], want_final_state ? res[1] : Variable()};

@@ -52,6 +52,10 @@ struct GlaFwdArgs {
   // log-gates, written by the chunked CUDA forward only (other paths leave it untouched), for a
   // backward with the same arguments to reuse (GlaBwdArgs::gc) instead of recomputing them.
   Tensor gc;
+  // Out, optional (bf16, gla_chunk_states_shape(q, v, cu_seqlens)): the state at every chunk
+  // start, written by the chunked CUDA forward only (other paths leave it untouched), for a
+  // backward with the same arguments to reuse (GlaBwdArgs::hs) instead of recomputing it.
+  Tensor hs;
 };
 
 struct GlaBwdArgs {
@@ -69,10 +73,22 @@ struct GlaBwdArgs {
   // cu_seqlens; read by the chunked CUDA backward only (the others ignore it). Undefined: the
   // backward recomputes the cumulative gates.
   Tensor gc;
+  // Optional: GlaFwdArgs::hs as written by the chunked forward with the same q, k, v, g, h0 and
+  // cu_seqlens; read by the chunked CUDA backward only (the others ignore it). Undefined: the
+  // backward recomputes the states (one more sequential state pass).
+  Tensor hs;
 };
 
 // The scale actually applied: `scale`, or 1/sqrt(K) when it is 0.
 double gla_scale(double scale, int64_t k);
+
+// Chunk length of the chunked CUDA kernels.
+constexpr int64_t kGlaChunk = 64;
+// Shape of GlaFwdArgs::hs / GlaBwdArgs::hs, the chunk-start states: [chunks, H, K, V] with
+// chunks = B ⌈T / 64⌉, or ⌊T / 64⌋ + N for N packed sequences (cu_seqlens: every sequence's
+// chunks start at its own start, so this is an upper bound; the slots past the last chunk are
+// never written or read).
+Shape gla_chunk_states_shape(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens);
 
 // Whether the implementation for q's device (and `algo`) computes this request exactly; the
 // dispatcher raises Error(Unsupported) with `why` otherwise. Shapes are validated separately

@@ -1097,8 +1097,11 @@ void gla_chunk_bwd_cuda(const GlaBwdArgs& a) {
 
   const bool kv = a.gate == GlaGate::KeyVector;
   Tensor hs, dhs, dgk, dgk2, dgs;
+  const bool kept_states = a.hs.defined();  // the forward's chunk-start states
   if (p.max_chunks > 0) {
-    hs = Tensor::empty({p.max_chunks, h, p.kd, p.vd}, DType::BF16, dev);
+    if (kept_states && a.hs.numel() != p.max_chunks * h * p.kd * p.vd)
+      SEQMIX_THROW_PLAIN(Value, "gla_bwd: 'hs' does not have the chunk-start states' shape");
+    hs = kept_states ? a.hs : Tensor::empty({p.max_chunks, h, p.kd, p.vd}, DType::BF16, dev);
     dhs = Tensor::empty({p.max_chunks, h, p.kd, p.vd}, DType::BF16, dev);
     p.hs = hs.data<bf16>();
     p.dhs = dhs.data<bf16>();
@@ -1122,8 +1125,8 @@ void gla_chunk_bwd_cuda(const GlaBwdArgs& a) {
       gla_chunk::launch_cumsum(p, st);
     }
   }
-  gla_chunk::launch_states(p, false, st);  // S at every chunk start
-  gla_chunk::launch_states(p, true, st);   // dH at every chunk end, dh0
+  if (!kept_states) gla_chunk::launch_states(p, false, st);  // S at every chunk start
+  gla_chunk::launch_states(p, true, st);                     // dH at every chunk end, dh0
   if (p.max_chunks > 0 && (p.dq || p.dk || p.dv || p.dg)) {
     if (kv)
       gla_chunk::launch_dqkv<true>(p, st);

@@ -680,9 +680,11 @@ void gla_chunk_fwd_cuda(const GlaFwdArgs& a) {
     p.gc = gc.data<float>();
     gla_chunk::launch_cumsum(p, st);
   }
-  Tensor hs;
+  Tensor hs;  // the caller's a.hs (kept for the backward) or scratch
   if (p.max_chunks > 0) {
-    hs = Tensor::empty({p.max_chunks, h, p.kd, p.vd}, DType::BF16, dev);
+    if (a.hs.defined() && a.hs.numel() != p.max_chunks * h * p.kd * p.vd)
+      SEQMIX_THROW_PLAIN(Value, "gla: 'hs' does not have the chunk-start states' shape");
+    hs = a.hs.defined() ? a.hs : Tensor::empty({p.max_chunks, h, p.kd, p.vd}, DType::BF16, dev);
     p.hs = hs.data<bf16>();
   }
   gla_chunk::launch_states(p, false, st);

@@ -20,7 +20,8 @@
 
 namespace seqmix::gla_chunk {
 
-constexpr int kBT = 64;        // chunk length
+constexpr int kBT = 64;  // chunk length
+static_assert(kBT == kGlaChunk, "gla_chunk_states_shape (gla.h) counts chunks of kBT steps");
 constexpr int kThreads = 128;  // 4 warps; warp w owns rows [16 w, 16 w + 16) of a chunk
 constexpr int kBV = 64;        // V slice of the state kernels
 constexpr int kBK = 64;        // K slice of the state kernels (warp w owns rows 16w..16w+15)

@@ -5,8 +5,10 @@
 // 0.5), V in {192, 256} (V split into slices) at T in {1, 63, 65, 1000}; strong per-key-dim decays
 // (log-gates down to -5 and a constant -10 per step); packed batches (cu_seqlens, odd lengths)
 // against the reference and against a per-sequence loop; state passing; bitwise determinism; a long
-// sequence (T = 32768); the refusals of gla_chunk_supports. Fresh random inputs; outputs poisoned
-// by the test main. Timings: `seqmix bench kernel gla|retention|linear_attn|mamba2|hgrn2`.
+// sequence (T = 32768); the refusals of gla_chunk_supports; the forward's kept chunk-start states
+// and cumulative gates giving the backward's bits, through the autograd node too. Fresh random
+// inputs; outputs poisoned by the test main. Timings: `seqmix bench kernel
+// gla|retention|linear_attn|mamba2|hgrn2`.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -16,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "autograd/engine.h"
 #include "core/cuda/runtime.h"
 #include "kernels/gla/gla.h"
 #include "tests/testing/testing.h"
@@ -93,9 +96,10 @@ Tensor cpu64(const Tensor& t) {
 }
 
 // Forward + backward on the GPU (chunked kernels) or the CPU (fp64 reference). On the GPU the
-// backward reuses the forward's cumulative gates (as the autograd node does) unless !reuse_gc.
+// backward reuses the forward's chunk-start states and cumulative gates (as the autograd node
+// does) unless !reuse; then it recomputes both.
 Outputs run(const Inputs& in, bool gpu, bool with_h0 = true, bool with_dht = true,
-            bool reuse_gc = true) {
+            bool reuse = true) {
   const Device dev = gpu ? kGpu : Device::cpu();
   const DType xt = gpu ? DType::BF16 : DType::F64, st = gpu ? DType::F32 : DType::F64;
   GlaFwdArgs f;
@@ -123,9 +127,13 @@ Outputs run(const Inputs& in, bool gpu, bool with_h0 = true, bool with_dht = tru
   if (has_dg(in.gate)) b.dg = Tensor::empty(f.g.shape(), st, dev);
   b.dh0 = Tensor::empty(in.h0.shape(), st, dev);
   b.gate = in.gate;
-  if (gpu && reuse_gc && has_dg(in.gate)) {
+  if (gpu && reuse && has_dg(in.gate)) {
     f.gc = Tensor::empty(f.g.shape(), DType::F32, dev);
     b.gc = f.gc;
+  }
+  if (gpu && reuse) {
+    f.hs = Tensor::empty(gla_chunk_states_shape(f.q, f.v, f.cu_seqlens), DType::BF16, dev);
+    b.hs = f.hs;
   }
   if (gpu) {
     const Support s = gla_chunk_supports(f);
@@ -337,12 +345,13 @@ TEST(GlaChunkGpu, BitwiseDeterministic) {
   SEQMIX_TRACE_SEED();
   for (auto [gate, kd, vd] :
        {std::tuple{GlaGate::HeadScalar, 128, 64}, std::tuple{GlaGate::KeyVector, 128, 64},
-        std::tuple{GlaGate::KeyVector, 96, 192}}) {
+        std::tuple{GlaGate::KeyVector, 96, 192}, std::tuple{GlaGate::HeadConst, 64, 256},
+        std::tuple{GlaGate::None, 128, 128}}) {
     const Case c{gate, 2, 777, 3, kd, vd};
     const Inputs in = make_inputs(c);
     const Outputs a = run(in, true), b = run(in, true);
-    // The backward that recomputes the cumulative gates gives the same bits as the one reusing
-    // the forward's.
+    // The backward that recomputes the chunk-start states and cumulative gates gives the same
+    // bits as the one reusing the forward's.
     const Outputs r = run(in, true, true, true, false);
     for (const Outputs* y : {&b, &r}) {
       EXPECT_TRUE(tu::bitwise_equal(a.o, y->o));
@@ -350,7 +359,8 @@ TEST(GlaChunkGpu, BitwiseDeterministic) {
       EXPECT_TRUE(tu::bitwise_equal(a.dq, y->dq));
       EXPECT_TRUE(tu::bitwise_equal(a.dk, y->dk));
       EXPECT_TRUE(tu::bitwise_equal(a.dv, y->dv));
-      EXPECT_TRUE(tu::bitwise_equal(a.dg, y->dg));
+      ASSERT_EQ(a.dg.defined(), has_dg(gate));
+      if (has_dg(gate)) EXPECT_TRUE(tu::bitwise_equal(a.dg, y->dg));
       EXPECT_TRUE(tu::bitwise_equal(a.dh0, y->dh0));
     }
   }
@@ -360,6 +370,49 @@ TEST(GlaChunkGpu, BitwiseDeterministic) {
 TEST(GlaChunkGpu, LongSequence) {
   SEQMIX_REQUIRE_CUDA();
   check_case({GlaGate::KeyVector, 1, 32768, 2, 64, 64, -0.2, -0.001});
+}
+
+// ---- the autograd node: kept states, and a second backward (retained graph) recomputing them ----
+TEST(GlaChunkGpu, AutogradKeepsStatesAndMatchesArgsApi) {
+  SEQMIX_REQUIRE_CUDA();
+  SEQMIX_TRACE_SEED();
+  const std::vector<int64_t> offs = {0, 1, 130, 200, 265};
+  const Tensor cu = Tensor::from_vector(offs, {int64_t(offs.size())}, DType::I64);
+  for (const bool packed : {false, true})
+    for (GlaGate gate : {GlaGate::HeadScalar, GlaGate::KeyVector, GlaGate::HeadConst}) {
+      const Case c{gate, packed ? 1 : 2, packed ? offs.back() : 200, 2, 64, 128};
+      SCOPED_TRACE(c.str() + (packed ? " packed" : ""));
+      const Inputs in = make_inputs(c, packed ? cu : Tensor());
+      const Outputs ref = run(in, true, true, true, /*reuse=*/false);  // recomputes both
+      const bool learn_g = has_dg(gate);
+      Variable q(in.q.to(kGpu), true), k(in.k.to(kGpu), true), v(in.v.to(kGpu), true),
+          g(in.g.to(kGpu), learn_g), h0(in.h0.to(kGpu), true);
+      const GlaOptions opt{gate, 0, GlaAlgo::Chunked};
+      auto [o, ht] = gla(q, k, v, g, h0, packed ? cu.to(kGpu) : Tensor(), opt, true);
+      EXPECT_TRUE(tu::bitwise_equal(o.data().to(Device::cpu(), DType::F64), ref.o));
+      EXPECT_TRUE(tu::bitwise_equal(ht.data().to(Device::cpu(), DType::F64), ref.ht));
+      const Tensor dout = in.dout.to(kGpu), dht = in.dht.to(kGpu);
+      for (int pass = 0; pass < 2; ++pass) {  // pass 1 recomputes: the node released its states
+        for (Variable* x : {&q, &k, &v, &g, &h0}) x->zero_grad();
+        run_backward({o, ht}, {dout, dht}, /*retain_graph=*/pass == 0);
+        const std::string what = "pass " + std::to_string(pass);
+        EXPECT_TRUE(tu::bitwise_equal(cpu64(q.grad()), ref.dq)) << what;
+        EXPECT_TRUE(tu::bitwise_equal(cpu64(k.grad()), ref.dk)) << what;
+        EXPECT_TRUE(tu::bitwise_equal(cpu64(v.grad()), ref.dv)) << what;
+        EXPECT_TRUE(tu::bitwise_equal(cpu64(h0.grad()), ref.dh0)) << what;
+        if (learn_g) EXPECT_TRUE(tu::bitwise_equal(cpu64(g.grad()), ref.dg)) << what;
+      }
+    }
+  // A kept set of the wrong shape is refused by the dispatcher.
+  GlaBwdArgs b;
+  b.q = tu::randn({1, 128, 2, 64}, DType::F32, kGpu).to(DType::BF16);
+  b.k = b.q;
+  b.v = b.q;
+  b.dout = b.q;
+  b.dq = b.q.empty_like();
+  b.algo = GlaAlgo::Chunked;
+  b.hs = Tensor::zeros({1, 2, 64, 64}, DType::BF16, kGpu);  // T = 128 has 2 chunks
+  EXPECT_THROW(gla_bwd(b), Error);
 }
 
 // ---- refusals ----

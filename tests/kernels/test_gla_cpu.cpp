@@ -477,6 +477,19 @@ TEST(GlaCpu, RejectsBadArguments) {
   fa.gc = Tensor::empty({b, t, h}, DType::F32);  // KeyVector's are [B, T, H, K]
   expect_error([&] { gla_fwd(fa); }, "'gc'");
   fa.gc = Tensor();
+  // Kept chunk-start states: bf16 [chunks, H, K, V], B ⌈T / 64⌉ chunks (⌊T / 64⌋ + N packed).
+  EXPECT_EQ(gla_chunk_states_shape(x.q, x.v, Tensor()), (Shape{b * ((t + 63) / 64), h, k, v}));
+  EXPECT_EQ(gla_chunk_states_shape(Tensor::empty({1, 130, 3, 16}, DType::F64),
+                                   Tensor::empty({1, 130, 3, 8}, DType::F64),
+                                   Tensor::from_vector(std::vector<int64_t>{0, 64, 65, 130}, {4})),
+            (Shape{5, 3, 16, 8}));
+  fa.hs = Tensor::empty({b * ((t + 63) / 64) + 1, h, k, v}, DType::BF16);
+  expect_error([&] { gla_fwd(fa); }, "'hs'");
+  fa.hs = Tensor::empty(gla_chunk_states_shape(x.q, x.v, Tensor()), DType::F32);
+  expect_error([&] { gla_fwd(fa); }, "'hs'");
+  fa.hs = Tensor::empty(gla_chunk_states_shape(x.q, x.v, Tensor()), DType::BF16);
+  EXPECT_NO_THROW(gla_fwd(fa));  // the CPU reference leaves it untouched
+  fa.hs = Tensor();
   fa.q = x.q.transpose(1, 2).contiguous().transpose(1, 2);
   expect_error([&] { gla_fwd(fa); }, "contiguous");
   GlaBwdArgs ba;
@@ -492,6 +505,9 @@ TEST(GlaCpu, RejectsBadArguments) {
   ba.gc = Tensor::empty({h}, DType::F32);  // no data-dependent gate: nothing to reuse
   expect_error([&] { gla_bwd(ba); }, "'gc'");
   ba.gc = Tensor();
+  ba.hs = Tensor::empty({b * ((t + 63) / 64), h, k, v + 1}, DType::BF16);
+  expect_error([&] { gla_bwd(ba); }, "'hs'");
+  ba.hs = Tensor();
   ba.dout = Tensor();
   expect_error([&] { gla_bwd(ba); }, "dout");
   // Every CPU request is supported; the reason is data.

@@ -291,6 +291,12 @@ void add_bench_command(CLI::App& app) {
         f.gc = Tensor::empty(f.g.shape(), DType::F32, dev);
         g.gc = f.gc;
       }
+      // Likewise the chunk-start states (the autograd node keeps them when a gradient will be
+      // needed; the backward then skips its recompute of the forward state pass).
+      if (dev.is_cuda()) {
+        f.hs = Tensor::empty(gla_chunk_states_shape(f.q, f.v, f.cu_seqlens), DType::BF16, dev);
+        g.hs = f.hs;
+      }
       const std::string what =
           fmt::format("{} {} B{} T{} H{} K{} V{}", name, dtype_name(dt), B, T, H, K, V);
       // Chunked FLOPs (BT = 64): intra-chunk 2 T BT (K + V) / 2 plus state 4 T K V per head,
