@@ -88,7 +88,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
-  load_gate<K, false, true>(sb, p, h, r0, r1);
+  load_gate<K, false, true>(sb, p, h, r0, r1, 0, head_const_gate(p, h));
   load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
   load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
   load_tile<V, true>(sv, p.v + h * V, r0, r1, p.h * V);

@@ -110,31 +110,33 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_cumsum_scalar(c
 // Forward (REV = false): state at each chunk start -> p.hs, final state -> p.ht.
 // Reverse (REV = true): dS_c = exp(B_c) dS_{c+1} + scale Q̂_cᵀ dO_c with Q̂_t = q_t exp(b_t); the
 // gradient at each chunk end -> p.dhs, at the sequence start -> p.dh0.
-// One block per (sequence, head, 64-row K slice, NVS 64-wide V slices): the rows of the state are
-// independent (row d only needs key dim d and its gate), so slicing K multiplies the blocks of
-// this sequential kernel. Warp w owns rows k0 + 16 (w % 4)..+15 (none past K: K = 96 leaves the
-// upper half of the second slice idle) of V slice w / 4; with NVS = 2 (V = 128, 256) the gate and
-// k / q tiles serve two V slices (half the bytes of the gate tile, the largest, per state). The
-// tiles of the next kStages - 1 chunks are in flight (cp.async) while one chunk is computed.
-template <bool KV, int NVS = 1>
+// One block per (sequence, head, 64-row K slice, NVS VW-wide V slices; VW = 64, or 32 with
+// NVS = 1): the rows of the state are independent (row d only needs key dim d and its gate), and
+// so are its columns, so slicing K and V multiplies the blocks of this sequential kernel. Warp w
+// owns rows k0 + 16 (w % 4)..+15 (none past K: K = 96 leaves the upper half of the second slice
+// idle) of V slice w / 4; with NVS = 2 (V = 128, 256) the gate and k / q tiles serve two V slices
+// (half the bytes of the gate tile, the largest, per state). The tiles of the next kStages - 1
+// chunks are in flight (cp.async) while one chunk is computed.
+template <bool KV, int NVS = 1, int VW = kBV>
 constexpr int states_stage_bytes() {
-  return (KV ? kBT * (kBK + 4) : kBT) * 4 + kBT * (kBK + 8) * 2 + kBT * (NVS * kBV + 8) * 2;
+  return (KV ? kBT * (kBK + 4) : kBT) * 4 + kBT * (kBK + 8) * 2 + kBT * (NVS * VW + 8) * 2;
 }
 constexpr int kStages = 3;
 
-template <int K, bool KV, bool REV, int NVS>
+template <int K, bool KV, bool REV, int NVS, int VW>
 __global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(const Params p) {
-  constexpr int kLdA = kBK + 8, kLdV = NVS * kBV + 8, kLdB = kBK + 4, NT = kThreads * NVS;
+  constexpr int kLdA = kBK + 8, kLdV = NVS * VW + 8, kLdB = kBK + 4, NT = kThreads * NVS;
   constexpr int kGateBytes = (KV ? kBT * kLdB : kBT) * 4;
-  constexpr int kStage = states_stage_bytes<KV, NVS>();
+  constexpr int kStage = states_stage_bytes<KV, NVS, VW>();
+  static_assert(VW == kBV || (VW == kBV / 2 && NVS == 1), "64-wide slices, or one 32-wide");
   static_assert(kStage % 16 == 0 && kGateBytes % 16 == 0, "16-byte aligned stages");
   extern __shared__ __align__(16) unsigned char smem_raw[];
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tq = lane & 3;
   const int wr = warp & 3, ws = warp >> 2;  // row block, V slice within the block
-  const int nvs = int(p.vd / (NVS * kBV));
-  const int64_t vb = int64_t(blockIdx.x % nvs) * NVS * kBV, h = blockIdx.y, n = blockIdx.z;
-  const int64_t v0 = vb + ws * kBV;  // this warp's V slice
+  const int nvs = int(p.vd / (NVS * VW));
+  const int64_t vb = int64_t(blockIdx.x % nvs) * NVS * VW, h = blockIdx.y, n = blockIdx.z;
+  const int64_t v0 = vb + ws * VW;  // this warp's V slice
   const int k0 = int(blockIdx.x / nvs) * kBK;
   const bool active = k0 + 16 * wr < K;
   const int64_t bos = p.seq[n], eos = p.seq[n + 1];
@@ -142,10 +144,10 @@ __global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(con
   const int dbase = k0 + 16 * wr;  // absolute key row of this warp's first row
   const int64_t state_off = (n * p.h + h) * K * p.vd;
 
-  float acc[kBV / 8][4];
+  float acc[VW / 8][4];
   const float* init = REV ? p.dht : p.h0;
 #pragma unroll
-  for (int j = 0; j < kBV / 8; ++j)
+  for (int j = 0; j < VW / 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int d = dbase + gq + (e >> 1) * 8;
@@ -153,6 +155,7 @@ __global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(con
       acc[j][e] = init && active ? init[state_off + d * p.vd + v] : 0.f;
     }
 
+  const float gh = head_const_gate(p, h);
   const bf16* a_src = (REV ? p.q : p.k) + h * K + k0;
   const bf16* v_src = (REV ? p.dout : p.v) + h * p.vd + vb;
   auto issue = [&](int64_t i) {  // tiles of the i-th chunk visited into stage i % kStages
@@ -161,9 +164,9 @@ __global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(con
       float* sb = reinterpret_cast<float*>(base);
       bf16* sa = reinterpret_cast<bf16*>(base + kGateBytes);
       const int64_t c = REV ? nc - 1 - i : i, r0 = bos + c * kBT;
-      load_gate<kBK, KV, true, NT>(sb, p, h, r0, eos, k0);
+      load_gate<kBK, KV, true, NT>(sb, p, h, r0, eos, k0, gh);
       load_tile<kBK, true, NT>(sa, a_src, r0, eos, p.h * K, K - k0);
-      load_tile<NVS * kBV, true, NT>(sa + kBT * kLdA, v_src, r0, eos, p.h * p.vd);
+      load_tile<NVS * VW, true, NT>(sa + kBT * kLdA, v_src, r0, eos, p.h * p.vd);
     }
     cp_async_commit();  // empty groups keep the wait count uniform
   };
@@ -176,7 +179,7 @@ __global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(con
     if (active) {
       bf16* dst = store + ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
 #pragma unroll
-      for (int j = 0; j < kBV / 8; ++j)
+      for (int j = 0; j < VW / 8; ++j)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
           const int d = dbase + gq + r * 8;
@@ -202,7 +205,7 @@ __global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(con
     for (int r = 0; r < 2; ++r) {
       const float decay = __expf(gb(kBT - 1, lbase + gq + r * 8));
 #pragma unroll
-      for (int j = 0; j < kBV / 8; ++j) {
+      for (int j = 0; j < VW / 8; ++j) {
         acc[j][2 * r] *= decay;
         acc[j][2 * r + 1] *= decay;
       }
@@ -220,9 +223,9 @@ __global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(con
       uint32_t a[4];
       frag_a(a, fa, lbase, 16 * kk, gq, tq);
 #pragma unroll
-      for (int jj = 0; jj < kBV / 16; ++jj) {
+      for (int jj = 0; jj < VW / 16; ++jj) {
         uint32_t bfr[4];
-        load_b(bfr, sv, kLdV, 16 * kk, ws * kBV + 16 * jj, lane);
+        load_b(bfr, sv, kLdV, 16 * kk, ws * VW + 16 * jj, lane);
         mma_16816(acc[2 * jj], a, bfr[0], bfr[1]);
         mma_16816(acc[2 * jj + 1], a, bfr[2], bfr[3]);
       }
@@ -233,7 +236,7 @@ __global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(con
   float* out = REV ? p.dh0 : p.ht;
   if (out && active) {
 #pragma unroll
-    for (int j = 0; j < kBV / 8; ++j)
+    for (int j = 0; j < VW / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int d = dbase + gq + (e >> 1) * 8;
@@ -261,7 +264,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
-  load_gate<K, false, true>(sb, p, h, r0, r1);
+  load_gate<K, false, true>(sb, p, h, r0, r1, 0, head_const_gate(p, h));
   load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
   load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
   load_tile<VS, true>(sv, p.v + h * vd + v0, r0, r1, p.h * vd);
@@ -482,46 +485,68 @@ __global__ void __launch_bounds__(kThreadsKV) gla_chunk_fwd_kernel_o_kv(const Pa
   }
 }
 
-template <int K, bool KV, bool REV, int NVS>
+template <int K, bool KV, bool REV, int NVS, int VW = kBV>
 void launch_states_t(const Params& p, cudaStream_t st) {
-  constexpr int smem = kStages * states_stage_bytes<KV, NVS>();
-  auto kern = gla_chunk_fwd_kernel_states<K, KV, REV, NVS>;
+  constexpr int smem = kStages * states_stage_bytes<KV, NVS, VW>();
+  auto kern = gla_chunk_fwd_kernel_states<K, KV, REV, NVS, VW>;
   kern::ensure_dynamic_smem(kern, smem);
-  const dim3 grid(unsigned(p.vd / (NVS * kBV) * ((K + kBK - 1) / kBK)), unsigned(p.h),
+  const dim3 grid(unsigned(p.vd / (NVS * VW) * ((K + kBK - 1) / kBK)), unsigned(p.h),
                   unsigned(p.n));
   kern<<<grid, kThreads * NVS, smem, st>>>(p);
   SEQMIX_LAUNCH_CHECK();
 }
 
-// V slices per state-pass block. Two (V = 128, 256) share the gate / k / q tiles but halve the
-// number of blocks, and with few (sequence, head) pairs the sequential pass then runs on fewer
-// SMs. Measured on an H100 (docs/benchmarks.md), fwd+bwd: (4, 4096, 16, 128), 128 blocks with
-// two slices: retention 1.278 ms with two, 1.330 with one; (2, 16384, 8, 128), 32 blocks with
-// two: 2.703 with two, 2.234 with one. So two slices only when their grid covers at least half
-// the SMs. SEQMIX_GLA_STATE_SLICES=1 or 2 forces the choice (measurement knob, read once).
-int forced_slices() {
-  static const int v = [] {
+// V columns per state-pass block: one 64-wide slice, two (V = 128, 256: the gate / k / q tiles
+// serve both, half the blocks) or one 32-wide half slice (twice the blocks, each warp with half
+// the products per chunk step). The pass is sequential over chunks, so with few (sequence, head)
+// pairs the grid decides how many SMs it runs on. Measured on an H100 (docs/benchmarks.md),
+// fwd+bwd: (4, 4096, 16, 128), 128 blocks with two slices: retention 1.278 ms with two, 1.330
+// with one; (2, 16384, 8, 128), 32 blocks with two: 2.703 with two, 2.234 with one (64 blocks).
+// So two slices only when their grid covers at least half the SMs, and half slices when even
+// that doubled grid fits on the SMs at once. SEQMIX_GLA_STATE_SLICES=1, 2 or h forces one, two
+// (where V is a multiple of 128, else one) or half slices (measurement knob, read once; other
+// values are ignored).
+enum class StateSlices { Auto, Half, One, Two };
+StateSlices forced_slices() {
+  static const StateSlices v = [] {
     const char* e = std::getenv("SEQMIX_GLA_STATE_SLICES");
-    if (e == nullptr || e[0] == '\0' || e[1] != '\0') return 0;
-    return e[0] == '1' ? 1 : e[0] == '2' ? 2 : 0;
+    if (e == nullptr || e[0] == '\0' || e[1] != '\0') return StateSlices::Auto;
+    return e[0] == '1'   ? StateSlices::One
+           : e[0] == '2' ? StateSlices::Two
+           : e[0] == 'h' ? StateSlices::Half
+                         : StateSlices::Auto;
   }();
   return v;
 }
 
 template <int K>
-bool two_slices(const Params& p) {
-  if (p.vd % (2 * kBV) != 0) return false;
-  if (forced_slices() != 0) return forced_slices() == 2;
-  const int64_t blocks = p.vd / (2 * kBV) * ((K + kBK - 1) / kBK) * p.h * p.n;
-  return 2 * blocks >= cuda::props(cuda::current_device()).sm_count;
+StateSlices state_slices(const Params& p) {
+  const bool two_ok = p.vd % (2 * kBV) == 0;
+  const StateSlices f = forced_slices();
+  if (f == StateSlices::Half || f == StateSlices::One) return f;
+  if (f == StateSlices::Two) return two_ok ? f : StateSlices::One;
+  const int64_t blocks = p.vd / kBV * ((K + kBK - 1) / kBK) * p.h * p.n;  // one slice each
+  const int sms = cuda::props(cuda::current_device()).sm_count;
+  if (two_ok && blocks >= sms) return StateSlices::Two;
+  if (2 * blocks <= sms) return StateSlices::Half;
+  return StateSlices::One;
+}
+
+template <int K, bool KV, bool REV>
+void launch_states_r(const Params& p, cudaStream_t st) {
+  switch (state_slices<K>(p)) {
+    case StateSlices::Two:
+      return launch_states_t<K, KV, REV, 2>(p, st);
+    case StateSlices::Half:
+      return launch_states_t<K, KV, REV, 1, kBV / 2>(p, st);
+    default:
+      return launch_states_t<K, KV, REV, 1>(p, st);
+  }
 }
 
 template <int K, bool KV>
 void launch_states_k(const Params& p, bool reverse, cudaStream_t st) {
-  if (two_slices<K>(p))  // V = 128, 256 and enough blocks: two V slices per block
-    reverse ? launch_states_t<K, KV, true, 2>(p, st) : launch_states_t<K, KV, false, 2>(p, st);
-  else
-    reverse ? launch_states_t<K, KV, true, 1>(p, st) : launch_states_t<K, KV, false, 1>(p, st);
+  reverse ? launch_states_r<K, KV, true>(p, st) : launch_states_r<K, KV, false>(p, st);
 }
 
 // V slice of the output kernel: V itself up to 128, else halves (192 -> 96, 256 -> 128).
