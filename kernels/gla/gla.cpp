@@ -72,18 +72,26 @@ Dims validate_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Te
   return d;
 }
 
+// The kept tensors are read and written by the chunked kernels in 16-byte pieces.
+void check_aligned16(const char* name, const Tensor& t) {
+  SEQMIX_CHECK((reinterpret_cast<uintptr_t>(t.data_ptr()) & 15) == 0,
+               "{}: '{}' must start at a 16-byte aligned address (a fresh tensor does)", kOp, name);
+}
+
 // The optional cumulative gates shared by forward and backward: like g (data-dependent gates).
 void check_gc(const Tensor& gc, GlaGate gate, const Dims& d) {
   if (!gc.defined()) return;
   SEQMIX_CHECK(gated(gate), "{}: 'gc' must be undefined for gate {} (no data-dependent gate)", kOp,
                gla_gate_name(gate));
   check_like("gc", gc, d.g_shape, DType::F32, d.dev);
+  check_aligned16("gc", gc);
 }
 
 // The optional chunk-start states shared by forward and backward (bf16).
 void check_hs(const Tensor& hs, const Tensor& q, const Tensor& v, const Tensor& cu, const Dims& d) {
   if (!hs.defined()) return;
   check_like("hs", hs, gla_chunk_states_shape(q, v, cu), DType::BF16, d.dev);
+  check_aligned16("hs", hs);
 }
 
 GlaFwdArgs as_fwd(const GlaBwdArgs& a) {
@@ -276,7 +284,8 @@ std::pair<Variable, Variable> gla(const Variable& q, const Variable& k, const Va
   // its recompute of the forward state pass. The node releases the states once its backward ran.
   if (gated(opt.gate) && d.dev.is_cuda()) fa.gc = Tensor::empty(d.g_shape, DType::F32, d.dev);
   auto hs = std::make_shared<Tensor>();
-  if (d.dev.is_cuda() && any_requires_grad({&q, &k, &v, &g, &h0}))
+  if (d.dev.is_cuda() && any_requires_grad({&q, &k, &v, &g, &h0}) &&
+      choose_cuda_algo(fa, d) == GlaAlgo::Chunked)
     fa.hs = Tensor::empty(gla_chunk_states_shape(fa.q, fa.v, fa.cu_seqlens), DType::BF16, d.dev);
   if (dispatch_fwd(fa, d) != GlaAlgo::Chunked) {
     fa.gc = Tensor();

@@ -553,7 +553,7 @@ __global__ void __launch_bounds__(kThreadsKV) gla_chunk_bwd_kernel_dqkv_kv(const
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
-  load_gate<K, true, true, NT>(sb, p, h, r0, r1);
+  load_gate<K, true, true, NT>(sb, p, h, r0, r1, 0, 0.f);
   load_tile<K, true, NT>(sq, p.q + h * K, r0, r1, p.h * K);
   load_tile<K, true, NT>(sk, p.k + h * K, r0, r1, p.h * K);
   load_tile<V, true, NT>(sv, p.v + h * V, r0, r1, p.h * V);

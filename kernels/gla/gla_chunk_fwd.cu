@@ -6,10 +6,11 @@
 // boundaries (packed batches use per-sequence chunk offsets).
 // Kernels: index (sequence / chunk offsets), cumsum / cumsum_scalar (chunk-local cumulative
 // log-gates of per-key-dim / HeadScalar gates, once, read by every later kernel),
-// states (one block per sequence, head, 64-row K slice and one or two 64-wide V slices, sequential
-// over chunks with cp.async prefetch, fp32 state in registers, each chunk-start state stored in
-// bf16), output (one block per chunk, head and V slice; scalar gates: 4 warps, warp w computes
-// rows [16w, 16w + 16); per-key-dim gates: 8 warps, rows and value halves).
+// states (one block per sequence, head, 64-row K slice and one or two 64-wide V slices or one
+// 32-wide half slice, sequential over chunks with cp.async prefetch, fp32 state in registers,
+// each chunk-start state stored in bf16), output (one block per chunk, head and V slice; scalar
+// gates: 4 warps, warp w computes rows [16w, 16w + 16); per-key-dim gates: 8 warps, rows and
+// value halves).
 // Shapes: K in {64, 96, 128}, V in {64, 128, 192, 256}.
 // Exactness of per-key-dim gates: the intra-chunk scores of rows [16i, 16i + 16) use the
 // reference point r = b at row 16i + 7: q̃_t = q_t exp(b_t - r), k̃_s = k_s exp(r - b_s); every
@@ -364,7 +365,7 @@ __global__ void __launch_bounds__(kThreadsKV) gla_chunk_fwd_kernel_o_kv(const Pa
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
   const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
-  load_gate<K, true, true, NT>(sb, p, h, r0, r1);
+  load_gate<K, true, true, NT>(sb, p, h, r0, r1, 0, 0.f);
   load_tile<K, true, NT>(sq, p.q + h * K, r0, r1, p.h * K);
   load_tile<K, true, NT>(sk, p.k + h * K, r0, r1, p.h * K);
   load_tile<VS, true, NT>(sv, p.v + h * vd + vs0, r0, r1, p.h * vd);

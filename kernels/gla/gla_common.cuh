@@ -336,15 +336,15 @@ __device__ __forceinline__ void load_state(bf16* s, const bf16* src, int64_t ld)
 // the last valid row: they add nothing). KV: sb[t * (W + 4) + d] for key dims c0 + d, d < W (0 for
 // c0 + d >= K); otherwise sb[t] (None: 0; HeadConst: (t + 1) g[h]; HeadScalar: the cumulative
 // gates p.gc). ASYNC: cp.async for the per-key-dim tile and HeadScalar (the caller commits and
-// waits); the rest are plain stores. `gh`: head_const_gate(p, h), read once by the caller (the
-// state passes call this once per chunk step, and a global load there would sit on the
-// sequential chain); unused for the other gates.
+// waits); the rest are plain stores. `gh`: head_const_gate(p, h) (0 unless HeadConst), read once
+// by the caller (the state passes call this once per chunk step, and a global load there would
+// sit on the sequential chain); unused for KeyVector and HeadScalar.
 __device__ __forceinline__ float head_const_gate(const Params& p, int64_t h) {
   return p.gate == int(GlaGate::HeadConst) ? p.g[h] : 0.f;
 }
 template <int W, bool KV, bool ASYNC = false, int NT = kThreads>
 __device__ __forceinline__ void load_gate(float* sb, const Params& p, int64_t h, int64_t r0,
-                                          int64_t r1, int c0 = 0, float gh = 0.f) {
+                                          int64_t r1, int c0, float gh) {
   if constexpr (KV) {
     constexpr int kC = W / 4;
     const int kd = int(p.kd);
@@ -372,7 +372,7 @@ __device__ __forceinline__ void load_gate(float* sb, const Params& p, int64_t h,
         else
           sb[t] = *src;
       } else {
-        sb[t] = p.gate == int(GlaGate::HeadConst) ? float(row - r0 + 1) * gh : 0.f;
+        sb[t] = float(row - r0 + 1) * gh;  // gh = 0 for None
       }
     }
   }

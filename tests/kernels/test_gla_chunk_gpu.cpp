@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "autograd/engine.h"
+#include "autograd/grad_mode.h"
+#include "core/allocator.h"
 #include "core/cuda/runtime.h"
 #include "kernels/gla/gla.h"
 #include "tests/testing/testing.h"
@@ -388,13 +390,37 @@ TEST(GlaChunkGpu, AutogradKeepsStatesAndMatchesArgsApi) {
       Variable q(in.q.to(kGpu), true), k(in.k.to(kGpu), true), v(in.v.to(kGpu), true),
           g(in.g.to(kGpu), learn_g), h0(in.h0.to(kGpu), true);
       const GlaOptions opt{gate, 0, GlaAlgo::Chunked};
-      auto [o, ht] = gla(q, k, v, g, h0, packed ? cu.to(kGpu) : Tensor(), opt, true);
+      const Tensor cu_dev = packed ? cu.to(kGpu) : Tensor();
+      const Tensor dout = in.dout.to(kGpu), dht = in.dht.to(kGpu);
+      // What the node holds: the states (bf16) only when a gradient will be needed. Measured as
+      // live bytes of the caching allocator (sizes rounded up to 512 B here) after the call,
+      // without and with grad; the difference is the kept states plus the cumulative gates.
+      const int64_t hs_bytes =
+          gla_chunk_states_shape(q.data(), v.data(), cu_dev).numel() * int64_t(sizeof(uint16_t));
+      auto live = [] { return memory::stats(kGpu).allocated_bytes; };
+      int64_t held_nograd = 0;
+      {
+        NoGradGuard no_grad;
+        const int64_t a = live();
+        auto r = gla(q, k, v, g, h0, cu_dev, opt, true);
+        held_nograd = live() - a;
+      }
+      const int64_t a = live();
+      auto [o, ht] = gla(q, k, v, g, h0, cu_dev, opt, true);
+      EXPECT_GE(live() - a - held_nograd, hs_bytes) << "the node keeps the chunk-start states";
       EXPECT_TRUE(tu::bitwise_equal(o.data().to(Device::cpu(), DType::F64), ref.o));
       EXPECT_TRUE(tu::bitwise_equal(ht.data().to(Device::cpu(), DType::F64), ref.ht));
-      const Tensor dout = in.dout.to(kGpu), dht = in.dht.to(kGpu);
+      int64_t grad_bytes = 0;  // the gradients the backward leaves in the leaves
+      for (const Variable* x : {&q, &k, &v, &g, &h0})
+        if (x->requires_grad()) grad_bytes += int64_t(x->data().nbytes());
       for (int pass = 0; pass < 2; ++pass) {  // pass 1 recomputes: the node released its states
         for (Variable* x : {&q, &k, &v, &g, &h0}) x->zero_grad();
+        const int64_t before = live();
         run_backward({o, ht}, {dout, dht}, /*retain_graph=*/pass == 0);
+        if (pass == 0) {  // the states are released (512 B of rounding per gradient at most)
+          EXPECT_LE(live() - before, grad_bytes + 5 * 512 - hs_bytes)
+              << "the node releases its states after the backward";
+        }
         const std::string what = "pass " + std::to_string(pass);
         EXPECT_TRUE(tu::bitwise_equal(cpu64(q.grad()), ref.dq)) << what;
         EXPECT_TRUE(tu::bitwise_equal(cpu64(k.grad()), ref.dk)) << what;
@@ -403,7 +429,7 @@ TEST(GlaChunkGpu, AutogradKeepsStatesAndMatchesArgsApi) {
         if (learn_g) EXPECT_TRUE(tu::bitwise_equal(cpu64(g.grad()), ref.dg)) << what;
       }
     }
-  // A kept set of the wrong shape is refused by the dispatcher.
+  // Kept states of the wrong shape are refused, naming them.
   GlaBwdArgs b;
   b.q = tu::randn({1, 128, 2, 64}, DType::F32, kGpu).to(DType::BF16);
   b.k = b.q;
@@ -412,7 +438,12 @@ TEST(GlaChunkGpu, AutogradKeepsStatesAndMatchesArgsApi) {
   b.dq = b.q.empty_like();
   b.algo = GlaAlgo::Chunked;
   b.hs = Tensor::zeros({1, 2, 64, 64}, DType::BF16, kGpu);  // T = 128 has 2 chunks
-  EXPECT_THROW(gla_bwd(b), Error);
+  try {
+    gla_bwd(b);
+    ADD_FAILURE() << "mis-shaped hs accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'hs'"), std::string::npos) << e.what();
+  }
 }
 
 // ---- refusals ----
