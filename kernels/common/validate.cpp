@@ -20,6 +20,10 @@ void check_optional_like(const char* op, const char* name, const Tensor& t, cons
                ref_name, dev.str());
 }
 
+bool aligned16(const Tensor& t) {
+  return !t.defined() || (reinterpret_cast<uintptr_t>(t.data_ptr()) & 15) == 0;
+}
+
 int64_t check_cu_seqlens(const char* op, const Tensor& cu, Device dev, int64_t b, int64_t t,
                          const char* ref_name) {
   SEQMIX_CHECK(cu.dim() == 1 && cu.size(0) >= 2,

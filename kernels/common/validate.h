@@ -14,6 +14,10 @@ namespace seqmix {
 void check_optional_like(const char* op, const char* name, const Tensor& t, const Shape& shape,
                          DType dtype, Device dev, const char* ref_name);
 
+// Whether `t` is undefined or its data starts at a 16-byte aligned address (what kernels that move
+// 16-byte pieces need; a fresh tensor always is).
+bool aligned16(const Tensor& t);
+
 // Packed-sequence offsets: `cu` [N + 1] i64 on `dev`, starting at 0, non-decreasing, ending at
 // `t`; the batch `b` of the reference operand `ref_name` must be 1. Reads `cu` on the host (one
 // device-to-host copy). Returns N.

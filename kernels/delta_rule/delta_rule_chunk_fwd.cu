@@ -23,6 +23,7 @@
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/runtime.h"
 #include "kernels/common/launch.cuh"
+#include "kernels/common/validate.h"
 #include "kernels/delta_rule/delta_rule_chunk_common.cuh"
 
 namespace seqmix {
@@ -1179,12 +1180,6 @@ void launch_states(const Params& p, cudaStream_t st) {
 }
 
 }  // namespace delta_chunk
-
-namespace {
-bool aligned16(const Tensor& t) {
-  return !t.defined() || (reinterpret_cast<uintptr_t>(t.data_ptr()) & 15) == 0;
-}
-}  // namespace
 
 Support delta_rule_chunk_supports(const DeltaFwdArgs& a) {
   if (!a.q.defined() || !a.q.is_cuda())

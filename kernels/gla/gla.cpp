@@ -74,7 +74,7 @@ Dims validate_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Te
 
 // The kept tensors are read and written by the chunked kernels in 16-byte pieces.
 void check_aligned16(const char* name, const Tensor& t) {
-  SEQMIX_CHECK((reinterpret_cast<uintptr_t>(t.data_ptr()) & 15) == 0,
+  SEQMIX_CHECK(aligned16(t),
                "{}: '{}' must start at a 16-byte aligned address (a fresh tensor does)", kOp, name);
 }
 
@@ -123,15 +123,20 @@ GlaAlgo choose_cuda_algo(const GlaFwdArgs& a, const Dims& d) {
   return GlaAlgo::Recurrent;
 }
 
-// Returns the algorithm that ran (Recurrent stands for the CPU reference too).
-GlaAlgo dispatch_fwd(const GlaFwdArgs& a, const Dims& d) {
+// The algorithm the forward will run: choose_cuda_algo on CUDA, Recurrent (the reference) on the
+// CPU.
+GlaAlgo planned_algo(const GlaFwdArgs& a, const Dims& d) {
+  return d.dev.is_cuda() ? choose_cuda_algo(a, d) : GlaAlgo::Recurrent;
+}
+
+// Runs `algo` (from planned_algo) and returns it (Recurrent stands for the CPU reference too).
+GlaAlgo dispatch_fwd(const GlaFwdArgs& a, const Dims& d, GlaAlgo algo) {
   GlaAlgo ran = GlaAlgo::Recurrent;
   if (d.dev.is_cpu()) {
     const Support s = gla_supports(a);
     SEQMIX_CHECK_KIND(Unsupported, s.ok, "{}: {}", kOp, s.why);
     if (a.o.numel() > 0 || a.ht.defined()) gla_fwd_ref(a);
   } else {
-    const GlaAlgo algo = choose_cuda_algo(a, d);
 #if SEQMIX_WITH_CUDA
     cuda::DeviceGuard guard(d.dev.index);
     if (algo == GlaAlgo::Chunked)
@@ -233,7 +238,7 @@ void gla_fwd(const GlaFwdArgs& a) {
   check_like("ht", a.ht, d.state(), state_dtype(a.q.dtype()), d.dev);
   check_gc(a.gc, a.gate, d);
   check_hs(a.hs, a.q, a.v, a.cu_seqlens, d);
-  dispatch_fwd(a, d);
+  dispatch_fwd(a, d, planned_algo(a, d));
 }
 
 void gla_bwd(const GlaBwdArgs& a) {
@@ -283,11 +288,11 @@ std::pair<Variable, Variable> gla(const Variable& q, const Variable& k, const Va
   // bytes per token and head, which the forward also allocates anyway): the backward then skips
   // its recompute of the forward state pass. The node releases the states once its backward ran.
   if (gated(opt.gate) && d.dev.is_cuda()) fa.gc = Tensor::empty(d.g_shape, DType::F32, d.dev);
+  const GlaAlgo algo = planned_algo(fa, d);
   auto hs = std::make_shared<Tensor>();
-  if (d.dev.is_cuda() && any_requires_grad({&q, &k, &v, &g, &h0}) &&
-      choose_cuda_algo(fa, d) == GlaAlgo::Chunked)
+  if (algo == GlaAlgo::Chunked && any_requires_grad({&q, &k, &v, &g, &h0}))
     fa.hs = Tensor::empty(gla_chunk_states_shape(fa.q, fa.v, fa.cu_seqlens), DType::BF16, d.dev);
-  if (dispatch_fwd(fa, d) != GlaAlgo::Chunked) {
+  if (dispatch_fwd(fa, d, algo) != GlaAlgo::Chunked) {
     fa.gc = Tensor();
     fa.hs = Tensor();
   }

@@ -27,6 +27,7 @@
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/runtime.h"
 #include "kernels/common/launch.cuh"
+#include "kernels/common/validate.h"
 #include "kernels/gla/gla_common.cuh"
 
 namespace seqmix {
@@ -624,15 +625,6 @@ void launch_cumsum(const Params& p, cudaStream_t st) {
   }
 }
 
-}  // namespace gla_chunk
-
-namespace {
-bool aligned16(const Tensor& t) {
-  return !t.defined() || (reinterpret_cast<uintptr_t>(t.data_ptr()) & 15) == 0;
-}
-}  // namespace
-
-namespace gla_chunk {
 int chunk_smem_bytes(int64_t kd, int64_t vd, bool kv) {
   if (kd != 64 && kd != 96 && kd != 128) return 0;
   if (vd % 64 != 0 || vd < 64 || vd > 256) return 0;
