@@ -125,7 +125,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_dui(cons
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
   load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
@@ -255,7 +255,8 @@ __global__ void __launch_bounds__(kStatesThreads)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
   const int wr = warp & 3, c0 = (warp >> 2) * (kBV / 2);  // row group, first column
   const int64_t v0 = int64_t(blockIdx.x) * kBV, h = blockIdx.y, n = blockIdx.z;
-  const int64_t bos = p.seq[n], eos = p.seq[n + 1];
+  const int64_t bos = seq_row(p, n), eos = seq_row(p, n + 1);
+  const int64_t cb0 = seq_chunk(p, n);  // first chunk slot of the sequence
   const int64_t nc = (eos - bos + kBT - 1) / kBT;
   const int dbase = wr * (K / 4);
   const int64_t state_off = (n * p.h + h) * K * p.vd;
@@ -292,7 +293,7 @@ __global__ void __launch_bounds__(kStatesThreads)
   // registers one chunk ahead (the ⟨dS_{c+1}, S_c⟩ dot at the top of chunk c waits on no load).
   uint32_t shh[kMT][kNJ][2], shl[kMT][kNJ][2];
   auto load_hs = [&](int64_t c) {
-    const int64_t hoff = ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
+    const int64_t hoff = ((cb0 + c) * p.h + h) * K * p.vd + v0;
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll
@@ -321,7 +322,7 @@ __global__ void __launch_bounds__(kStatesThreads)
     }
     // dS_{c+1}: bf16 copy to dhs, split copy to shared memory (last read before the third
     // barrier of the previous iteration); with dg, its fp32 dot with S_c (hi + lo).
-    const int64_t hoff = ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
+    const int64_t hoff = ((cb0 + c) * p.h + h) * K * p.vd + v0;
     float dot = 0.f;  // this thread's part of ⟨dS_{c+1}, S_c⟩ (S_c as hi + lo), with dg only
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
@@ -362,7 +363,7 @@ __global__ void __launch_bounds__(kStatesThreads)
     cp_async_wait<0>();
     __syncthreads();  // chunk c's tiles visible; every read of the stage of chunk c + 1 is done
     if (p.sdot && tid == 0)
-      p.sdot[((p.chunks[n] + c) * p.h + h) * (p.vd / kBV) + blockIdx.x] = [&] {
+      p.sdot[((cb0 + c) * p.h + h) * (p.vd / kBV) + blockIdx.x] = [&] {
         float x = 0.f;
         for (int w = 0; w < kNW; ++w) x += sdp[w];  // warp order: deterministic
         return x;
@@ -631,7 +632,7 @@ __global__ void __launch_bounds__(kGradThreads, (K == 64 && V == 64) ? 2 : 1)
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
   const int lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
@@ -1127,7 +1128,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_dui_kv(c
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
   load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
@@ -1269,7 +1270,8 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
   const int64_t v0 = int64_t(blockIdx.x) * kBV, h = blockIdx.y, n = blockIdx.z;
   const int64_t nsl = p.vd / kBV;
-  const int64_t bos = p.seq[n], eos = p.seq[n + 1];
+  const int64_t bos = seq_row(p, n), eos = seq_row(p, n + 1);
+  const int64_t cb0 = seq_chunk(p, n);  // first chunk slot of the sequence
   const int64_t nc = (eos - bos + kBT - 1) / kBT;
   const int dbase = warp * (K / 4);
   const int64_t state_off = (n * p.h + h) * K * p.vd;
@@ -1289,7 +1291,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
     load_tile_f32_async<kBV>(s.dui, p.du_in + h * p.vd + v0, r0, eos, p.h * p.vd);
     if (tid < K / 4) cp_async16(s.bl + 4 * tid, p.bk + (rl * p.h + h) * K + 4 * tid, true);
     if (p.sdk) {  // S_c's columns of this block, hi and lo (whole 16-byte pieces, full sectors)
-      const int64_t off = ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
+      const int64_t off = ((cb0 + c) * p.h + h) * K * p.vd + v0;
       for (int idx = tid; idx < K * (kBV / 8); idx += kThreads) {
         const int d = idx / (kBV / 8), col = 8 * (idx % (kBV / 8));
         cp_async16(s.sh + d * (kBV + 8) + col, p.hs + off + int64_t(d) * p.vd + col, true);
@@ -1329,7 +1331,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_states_k
   }
   for (int64_t c = nc - 1; c >= 0; --c) {
     const int64_t r0 = bos + c * kBT;
-    const int64_t chunk = p.chunks[n] + c;
+    const int64_t chunk = cb0 + c;
     if (kStages == 1) {
       __syncthreads();  // the next chunk's W is no longer read
       issue_w(c);
@@ -1656,7 +1658,7 @@ __global__ void __launch_bounds__(kGradThreads, 1)
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
   constexpr int kNsl = V / kBV;
@@ -2117,7 +2119,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_bwd_kernel_dg_kv(co
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0 || threadIdx.x >= K) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int i = threadIdx.x;
   const int64_t nsl = p.vd / kBV;

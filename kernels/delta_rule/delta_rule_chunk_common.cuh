@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "core/half.h"
+#include "kernels/common/seq_index.cuh"
 #include "kernels/delta_rule/delta_rule.h"
 #include "kernels/gla/gla_common.cuh"
 
@@ -66,6 +67,7 @@ struct Params {
   // Scratch.
   const int64_t* seq = nullptr;     // [N + 1] row offsets of the sequences
   const int64_t* chunks = nullptr;  // [N + 1] chunk offsets of the sequences
+  int64_t tlen = 0, cps = 0;        // dense batch (seq == nullptr): T, chunks per sequence
   float* bc = nullptr;              // [rows, H] chunk-local cumulative log-gate
   float* kn = nullptr;              // [rows, H] 1 / ‖k‖ (1 without l2norm_qk; 0 past the end)
   float* w = nullptr;               // [rows, H, K] W (fp32: split into bf16 hi + lo on use)
@@ -104,20 +106,6 @@ struct Params {
   int smem_optin = 0;  // opt-in shared memory per block of the device (picks the pipeline depth)
   int max_stages = 2;  // 1: single-buffered state passes (SEQMIX_DELTA_CHUNK_STAGES=1, for tests)
 };
-
-// Sequence n of chunk slot x (largest n with chunks[n] <= x), or -1 past the last chunk.
-__device__ __forceinline__ int64_t find_seq(const Params& p, int64_t x) {
-  if (x >= p.chunks[p.n]) return -1;
-  int64_t lo = 0, hi = p.n - 1;
-  while (lo < hi) {
-    const int64_t mid = (lo + hi + 1) / 2;
-    if (p.chunks[mid] <= x)
-      lo = mid;
-    else
-      hi = mid - 1;
-  }
-  return lo;
-}
 
 // 1 / sqrt(Σ x² + eps) of each of the 64 rows of a bf16 smem tile [64][W + 8] (rows >= valid: 0;
 // without l2: 1). Two threads per row, fixed order.
@@ -249,7 +237,7 @@ struct Workspace {
             bool want_dg = false, bool key_vector = false, bool own_states = true,
             bool own_prep = true);
   void fill(Params& p) const;
-  int64_t n = 0, max_chunks = 0;
+  int64_t n = 0, max_chunks = 0, tlen = 0;  // tlen: T (dense batches)
   Tensor cu, index, bc, kn, w, ut, u, ul, hs, hsl, tm, dhs, du_in, duh, dul, qn, xs, sdot, bk, kt,
       qt, xk, sdk, dbk;
 };
@@ -272,8 +260,6 @@ int chunk_kv_fwd_smem_bytes(int64_t k, int64_t v);
 int chunk_states_smem_bytes(int64_t k, int stages);
 
 // Kernels of delta_rule_chunk_fwd.cu shared with the backward.
-void build_index(const Tensor& cu_seqlens, int64_t b, int64_t t, int64_t n, int64_t* seq,
-                 int64_t* chunks, cudaStream_t st);
 // Per chunk: bc, kn, W, Ũ (and T when p.tm).
 void launch_prep(const Params& p, cudaStream_t st);
 // Forward state pass: hs, U, ht.

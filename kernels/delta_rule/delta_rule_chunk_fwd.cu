@@ -1,7 +1,7 @@
 // CUDA chunked delta-rule forward (WY / UT transform; bf16 in, fp32 accumulate, mma.sync
 // m16n8k16: sm_80 code that runs on sm_90). Algorithm and notation: delta_rule_chunk_common.cuh
 // and README.md ("CUDA kernels").
-// Kernels: index (sequence / chunk offsets of packed batches), prep (one block per chunk and
+// Kernels: prep (one block per chunk and
 // head: K̂ K̂ᵀ on tensor cores, A, T = (I + A)⁻¹ by fp32 forward substitution in shared memory,
 // W and Ũ with T split into bf16 hi + lo so they carry ~16 mantissa bits), states (one block per
 // sequence, head and 64-wide V slice, sequential over chunks, fp32 state in registers; U = Ũ − W S
@@ -29,14 +29,6 @@
 namespace seqmix {
 namespace delta_chunk {
 namespace {
-
-__global__ void delta_rule_chunk_fwd_kernel_index(const int64_t* cu, int64_t t, int64_t n,
-                                                  int64_t* seq, int64_t* chunks) {
-  if (threadIdx.x != 0 || blockIdx.x != 0) return;
-  for (int64_t i = 0; i <= n; ++i) seq[i] = cu ? cu[i] : i * t;
-  chunks[0] = 0;
-  for (int64_t i = 0; i < n; ++i) chunks[i + 1] = chunks[i] + (seq[i + 1] - seq[i] + kBT - 1) / kBT;
-}
 
 constexpr int kLdT = kBT + 1;  // fp32 64x64 tiles in shared memory
 
@@ -137,7 +129,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep(con
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
   load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
@@ -280,7 +272,8 @@ __global__ void __launch_bounds__(kStatesThreads)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
   const int wr = warp & 3, c0 = (warp >> 2) * (kBV / 2);  // row group, first column
   const int64_t v0 = int64_t(blockIdx.x) * kBV, h = blockIdx.y, n = blockIdx.z;
-  const int64_t bos = p.seq[n], eos = p.seq[n + 1];
+  const int64_t bos = seq_row(p, n), eos = seq_row(p, n + 1);
+  const int64_t cb0 = seq_chunk(p, n);  // first chunk slot of the sequence
   const int64_t nc = (eos - bos + kBT - 1) / kBT;
   const int dbase = wr * (K / 4);
   const int64_t state_off = (n * p.h + h) * K * p.vd;
@@ -335,7 +328,7 @@ __global__ void __launch_bounds__(kStatesThreads)
     // S_c to hs (bf16 hi; with dg also the lo part to hsl) from the split copy: whole 128-byte
     // rows per 8 threads (the fragment layout stored 16 bytes per row and instruction).
     {
-      const int64_t hoff = ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
+      const int64_t hoff = ((cb0 + c) * p.h + h) * K * p.vd + v0;
       constexpr int kC = kBV / 8;
       for (int idx = tid; idx < K * kC; idx += NT) {
         const int d = idx / kC, c8 = 8 * (idx % kC);
@@ -466,7 +459,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o(const 
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
   load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
@@ -649,7 +642,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_prep_kv(
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
   load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
@@ -804,7 +797,8 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states_k
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gq = lane >> 2, tq = lane & 3;
   const int64_t v0 = int64_t(blockIdx.x) * kBV, h = blockIdx.y, n = blockIdx.z;
-  const int64_t bos = p.seq[n], eos = p.seq[n + 1];
+  const int64_t bos = seq_row(p, n), eos = seq_row(p, n + 1);
+  const int64_t cb0 = seq_chunk(p, n);  // first chunk slot of the sequence
   const int64_t nc = (eos - bos + kBT - 1) / kBT;
   const int dbase = warp * (K / 4);
   const int64_t state_off = (n * p.h + h) * K * p.vd;
@@ -839,7 +833,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_states_k
       __syncthreads();  // the previous chunk's tiles are no longer read
       issue(c);
     }
-    const int64_t hoff = ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
+    const int64_t hoff = ((cb0 + c) * p.h + h) * K * p.vd + v0;
 #pragma unroll
     for (int m = 0; m < kMT; ++m)
 #pragma unroll
@@ -981,7 +975,7 @@ __global__ void __launch_bounds__(kThreads) delta_rule_chunk_fwd_kernel_o_kv(con
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   const int valid = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int tid = threadIdx.x;
   load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
@@ -1143,14 +1137,6 @@ void dispatch_kv(int64_t k, int64_t v, F&& f) {
 
 }  // namespace
 
-void build_index(const Tensor& cu_seqlens, int64_t b, int64_t t, int64_t n, int64_t* seq,
-                 int64_t* chunks, cudaStream_t st) {
-  (void)b;
-  const int64_t* cu = cu_seqlens.defined() ? cu_seqlens.data<int64_t>() : nullptr;
-  delta_rule_chunk_fwd_kernel_index<<<1, 1, 0, st>>>(cu, t, n, seq, chunks);
-  SEQMIX_LAUNCH_CHECK();
-}
-
 void launch_prep(const Params& p, cudaStream_t st) {
   if (p.max_chunks == 0 || p.h == 0) return;
   if (p.gate == int(DeltaGate::KeyVector)) {
@@ -1222,7 +1208,8 @@ Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens,
   n = cu_seqlens.defined() ? cu_seqlens.numel() - 1 : b;
   const Device dev = q.device();
   cu = cu_seqlens.defined() ? cu_seqlens.to(dev, DType::I64) : Tensor();
-  index = Tensor::empty({2 * (n + 1)}, DType::I64, dev);
+  tlen = t;
+  if (cu.defined()) index = Tensor::empty({2 * (n + 1)}, DType::I64, dev);  // packed only
   max_chunks = cu.defined() ? t / kBT + n : b * ((t + kBT - 1) / kBT);
   const int64_t rows = b * t;
   if (own_prep) {
@@ -1268,9 +1255,15 @@ Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens,
 }
 
 void Workspace::fill(Params& p) const {
-  int64_t* idx = index.data<int64_t>();
-  p.seq = idx;
-  p.chunks = idx + n + 1;
+  if (index.defined()) {  // packed batch: device index (seq_index.cuh), built on the stream
+    int64_t* idx = index.data<int64_t>();
+    p.seq = idx;
+    p.chunks = idx + n + 1;
+  } else {  // dense batch: offsets from T
+    p.seq = p.chunks = nullptr;
+    p.tlen = tlen;
+    p.cps = (tlen + kBT - 1) / kBT;
+  }
   p.n = n;
   p.max_chunks = max_chunks;
   p.bc = bc.data<float>();
@@ -1337,8 +1330,9 @@ void run_forward_states(const Tensor& q, const Tensor& k, const Tensor& v, const
   }();
   p.max_stages = forced_stages == 1 ? 1 : 2;
   ws.fill(p);
-  build_index(ws.cu, q.size(0), q.size(1), ws.n, const_cast<int64_t*>(p.seq),
-              const_cast<int64_t*>(p.chunks), st);
+  if (ws.index.defined())
+    kern::build_seq_index(ws.cu.data<int64_t>(), ws.n, kBT, const_cast<int64_t*>(p.seq),
+                          const_cast<int64_t*>(p.chunks), st);
   if (prep) launch_prep(p, st);
   if (states) launch_states(p, st);
 }

@@ -87,7 +87,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   load_gate<K, false, true>(sb, p, h, r0, r1, 0, head_const_gate(p, h));
   load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
   load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
@@ -222,7 +222,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dqkv(const Para
   // A sequence's first chunk takes S from h0 and its last chunk dH from dht, both fp32 (below):
   // where one chunk is the whole sequence (T <= 64) this term is most of dg, and the bf16-stored
   // copies alone cost ~2^-9 relative error there.
-  const bool first_chunk = x == p.chunks[n], last_chunk = r0 + kBT >= r1;
+  const bool first_chunk = x == seq_chunk(p, n), last_chunk = r0 + kBT >= r1;
   const float* s32 = first_chunk && p.h0 ? p.h0 + (n * p.h + h) * K * V : nullptr;
   const float* dh32 = last_chunk && p.dht ? p.dht + (n * p.h + h) * K * V : nullptr;
   const bool dgs16 = want_dg && !s32 && !dh32;
@@ -552,7 +552,7 @@ __global__ void __launch_bounds__(kThreadsKV) gla_chunk_bwd_kernel_dqkv_kv(const
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   load_gate<K, true, true, NT>(sb, p, h, r0, r1, 0, 0.f);
   load_tile<K, true, NT>(sq, p.q + h * K, r0, r1, p.h * K);
   load_tile<K, true, NT>(sk, p.k + h * K, r0, r1, p.h * K);
@@ -730,7 +730,7 @@ __global__ void __launch_bounds__(kThreadsKV) gla_chunk_bwd_kernel_dqkv_kv(const
 
   // exp(B) Σ_v S ⊙ dH per key dim: warp w takes rows w, w + 8, ..., lanes split V (as in
   // gla_chunk_bwd_kernel_dqkv: fp32 h0 / dht in a sequence's first / last chunk).
-  const bool first_chunk = x == p.chunks[n], last_chunk = r0 + kBT >= r1;
+  const bool first_chunk = x == seq_chunk(p, n), last_chunk = r0 + kBT >= r1;
   const float* s32 = first_chunk && p.h0 ? p.h0 + (n * p.h + h) * K * V : nullptr;
   const float* dh32 = last_chunk && p.dht ? p.dht + (n * p.h + h) * K * V : nullptr;
   constexpr int kW = NT / 32;
@@ -949,7 +949,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_bwd_kernel_dg(const Params
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   const int len = int(r1 - r0 < kBT ? r1 - r0 : kBT);
   const int64_t kd = p.kd;
   const float* dgs = p.dgs + (x * p.h + h) * kd;
@@ -1066,7 +1066,6 @@ void gla_chunk_bwd_cuda(const GlaBwdArgs& a) {
   const Device dev = a.q.device();
   cudaStream_t st = cuda::current_stream(dev.index);
   const Tensor cu = a.cu_seqlens.defined() ? a.cu_seqlens.to(dev, DType::I64) : Tensor();
-  Tensor index = Tensor::empty({2 * (n + 1)}, DType::I64, dev);
   const bool need_dg =
       a.dg.defined() && (a.gate == GlaGate::HeadScalar || a.gate == GlaGate::KeyVector);
   gla_chunk::Params p;
@@ -1090,10 +1089,8 @@ void gla_chunk_bwd_cuda(const GlaBwdArgs& a) {
   p.scale = float(gla_scale(a.scale, p.kd));
   p.max_chunks =
       cu.defined() ? t / gla_chunk::kBT + n : b * ((t + gla_chunk::kBT - 1) / gla_chunk::kBT);
-  int64_t* idx = index.data<int64_t>();
-  p.seq = idx;
-  p.chunks = idx + n + 1;
-  gla_chunk::build_index(cu, b, t, n, idx, idx + n + 1, st);
+  Tensor index;  // packed batches only (seq_index.cuh)
+  gla_chunk::set_index(p, cu, t, index, st);
 
   const bool kv = a.gate == GlaGate::KeyVector;
   Tensor hs, dhs, dgk, dgk2, dgs;

@@ -4,10 +4,10 @@
 // with b the chunk-local inclusive cumulative log-gate (per key dim for KeyVector, a scalar per
 // step otherwise) and B_c = b at the chunk's last step. Chunks of 64 steps never cross sequence
 // boundaries (packed batches use per-sequence chunk offsets).
-// Kernels: index (sequence / chunk offsets), cumsum / cumsum_scalar (chunk-local cumulative
-// log-gates of per-key-dim / HeadScalar gates, once, read by every later kernel),
-// states (one block per sequence, head, 64-row K slice and one or two 64-wide V slices or one
-// 32-wide half slice, sequential over chunks with cp.async prefetch, fp32 state in registers,
+// Kernels: (the index of packed batches: kernels/common/seq_index), cumsum / cumsum_scalar
+// (chunk-local cumulative log-gates of per-key-dim / HeadScalar gates, once, read by every later
+// kernel), states (one block per sequence, head, 64-row K slice and one or two 64-wide V slices or
+// one 32-wide half slice, sequential over chunks with cp.async prefetch, fp32 state in registers,
 // each chunk-start state stored in bf16), output (one block per chunk, head and V slice; scalar
 // gates: 4 warps, warp w computes rows [16w, 16w + 16); per-key-dim gates: 8 warps, rows and
 // value halves).
@@ -34,14 +34,6 @@ namespace seqmix {
 namespace gla_chunk {
 namespace {
 
-__global__ void gla_chunk_fwd_kernel_index(const int64_t* cu, int64_t b, int64_t t, int64_t n,
-                                           int64_t* seq, int64_t* chunks) {
-  if (threadIdx.x != 0 || blockIdx.x != 0) return;
-  for (int64_t i = 0; i <= n; ++i) seq[i] = cu ? cu[i] : i * t;
-  chunks[0] = 0;
-  for (int64_t i = 0; i < n; ++i) chunks[i + 1] = chunks[i] + (seq[i + 1] - seq[i] + kBT - 1) / kBT;
-}
-
 // Chunk-local inclusive cumulative log-gate (per-key-dim gates), one block per (chunk, head):
 // thread d sums key dim d over the chunk's rows in order (loads issued 16 at a time).
 // Deterministic; rows past the sequence are not written.
@@ -49,7 +41,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_cumsum(const Pa
   const int64_t x = blockIdx.x, h = blockIdx.y;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   float* gc = const_cast<float*>(p.gc);
   const int64_t kd = p.kd, stride = p.h * kd;
   for (int64_t d = threadIdx.x; d < kd; d += kThreads) {
@@ -88,7 +80,8 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_cumsum_scalar(c
   const int64_t x = blockIdx.x, h = int64_t(blockIdx.y) * kCsHeads + hl;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;  // uniform over the block
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT + seg * kCsRows, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT + seg * kCsRows,
+                r1 = seq_row(p, n + 1);
   const bool hok = h < p.h;
   float v[kCsRows];
 #pragma unroll
@@ -141,7 +134,8 @@ __global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(con
   const int64_t v0 = vb + ws * VW;  // this warp's V slice
   const int k0 = int(blockIdx.x / nvs) * kBK;
   const bool active = k0 + 16 * wr < K;
-  const int64_t bos = p.seq[n], eos = p.seq[n + 1];
+  const int64_t bos = seq_row(p, n), eos = seq_row(p, n + 1);
+  const int64_t cb0 = seq_chunk(p, n);  // first chunk slot of the sequence
   const int64_t nc = (eos - bos + kBT - 1) / kBT;
   const int dbase = k0 + 16 * wr;  // absolute key row of this warp's first row
   const int64_t state_off = (n * p.h + h) * K * p.vd;
@@ -175,11 +169,13 @@ __global__ void __launch_bounds__(kThreads* NVS) gla_chunk_fwd_kernel_states(con
 #pragma unroll
   for (int i = 0; i < kStages - 1; ++i) issue(i);
 
-  bf16* store = REV ? p.dhs : p.hs;
+  // Chunk-start state (gradient) of chunk c of this sequence: store + c * cstride.
+  bf16* const store = (REV ? p.dhs : p.hs) + (cb0 * p.h + h) * K * p.vd + v0;
+  const int64_t cstride = p.h * K * p.vd;
   for (int64_t i = 0; i < nc; ++i) {
     const int64_t c = REV ? nc - 1 - i : i;
     if (active) {
-      bf16* dst = store + ((p.chunks[n] + c) * p.h + h) * K * p.vd + v0;
+      bf16* dst = store + c * cstride;
 #pragma unroll
       for (int j = 0; j < VW / 8; ++j)
 #pragma unroll
@@ -265,7 +261,7 @@ __global__ void __launch_bounds__(kThreads) gla_chunk_fwd_kernel_o(const Params 
   const int64_t x = blockIdx.x, h = blockIdx.y, v0 = int64_t(blockIdx.z) * VS, vd = p.vd;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   load_gate<K, false, true>(sb, p, h, r0, r1, 0, head_const_gate(p, h));
   load_tile<K, true>(sq, p.q + h * K, r0, r1, p.h * K);
   load_tile<K, true>(sk, p.k + h * K, r0, r1, p.h * K);
@@ -365,7 +361,7 @@ __global__ void __launch_bounds__(kThreadsKV) gla_chunk_fwd_kernel_o_kv(const Pa
   const int64_t x = blockIdx.x, h = blockIdx.y, vd = p.vd, vs0 = int64_t(blockIdx.z) * VS;
   const int64_t n = find_seq(p, x);
   if (n < 0) return;
-  const int64_t r0 = p.seq[n] + (x - p.chunks[n]) * kBT, r1 = p.seq[n + 1];
+  const int64_t r0 = seq_row(p, n) + (x - seq_chunk(p, n)) * kBT, r1 = seq_row(p, n + 1);
   load_gate<K, true, true, NT>(sb, p, h, r0, r1, 0, 0.f);
   load_tile<K, true, NT>(sq, p.q + h * K, r0, r1, p.h * K);
   load_tile<K, true, NT>(sk, p.k + h * K, r0, r1, p.h * K);
@@ -594,11 +590,18 @@ void launch_out(const Params& p, cudaStream_t st) {
 
 }  // namespace
 
-void build_index(const Tensor& cu_seqlens, int64_t b, int64_t t, int64_t n, int64_t* seq,
-                 int64_t* chunks, cudaStream_t st) {
-  const int64_t* cu = cu_seqlens.defined() ? cu_seqlens.data<int64_t>() : nullptr;
-  gla_chunk_fwd_kernel_index<<<1, 1, 0, st>>>(cu, b, t, n, seq, chunks);
-  SEQMIX_LAUNCH_CHECK();
+void set_index(Params& p, const Tensor& cu, int64_t t, Tensor& index, cudaStream_t st) {
+  if (!cu.defined()) {
+    p.seq = p.chunks = nullptr;
+    p.tlen = t;
+    p.cps = (t + kBT - 1) / kBT;
+    return;
+  }
+  index = Tensor::empty({2 * (p.n + 1)}, DType::I64, cu.device());
+  int64_t* idx = index.data<int64_t>();
+  p.seq = idx;
+  p.chunks = idx + p.n + 1;
+  kern::build_seq_index(cu.data<int64_t>(), p.n, kBT, idx, idx + p.n + 1, st);
 }
 
 void launch_states(const Params& p, bool reverse, cudaStream_t st) {
@@ -669,7 +672,6 @@ void gla_chunk_fwd_cuda(const GlaFwdArgs& a) {
   const Device dev = a.q.device();
   cudaStream_t st = cuda::current_stream(dev.index);
   const Tensor cu = a.cu_seqlens.defined() ? a.cu_seqlens.to(dev, DType::I64) : Tensor();
-  Tensor index = Tensor::empty({2 * (n + 1)}, DType::I64, dev);
   gla_chunk::Params p;
   p.q = a.q.data<bf16>();
   p.k = a.k.data<bf16>();
@@ -686,10 +688,8 @@ void gla_chunk_fwd_cuda(const GlaFwdArgs& a) {
   p.scale = float(gla_scale(a.scale, p.kd));
   p.max_chunks =
       cu.defined() ? t / gla_chunk::kBT + n : b * ((t + gla_chunk::kBT - 1) / gla_chunk::kBT);
-  int64_t* idx = index.data<int64_t>();
-  p.seq = idx;
-  p.chunks = idx + n + 1;
-  gla_chunk::build_index(cu, b, t, n, idx, idx + n + 1, st);
+  Tensor index;  // packed batches only (seq_index.cuh)
+  gla_chunk::set_index(p, cu, t, index, st);
   Tensor gc;  // the caller's a.gc (kept for the backward) or scratch
   if (a.gate == GlaGate::KeyVector || a.gate == GlaGate::HeadScalar) {
     gc = a.gc.defined() ? a.gc

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "core/half.h"
+#include "kernels/common/seq_index.cuh"
 #include "kernels/gla/gla.h"
 
 namespace seqmix::gla_chunk {
@@ -71,6 +72,7 @@ struct Params {
   // Scratch.
   const int64_t* seq = nullptr;     // [N + 1] row offsets of the sequences
   const int64_t* chunks = nullptr;  // [N + 1] chunk offsets of the sequences
+  int64_t tlen = 0, cps = 0;        // dense batch (seq == nullptr): T, chunks per sequence
   bf16* hs = nullptr;               // [chunks, H, K, V] state at each chunk start
   bf16* dhs = nullptr;              // [chunks, H, K, V] gradient of the state at each chunk end
   // dg scratch of per-key-dim gates (diagonal terms left out), [rows, H, K]: dgk = q dq' (dq
@@ -378,23 +380,10 @@ __device__ __forceinline__ void load_gate(float* sb, const Params& p, int64_t h,
   }
 }
 
-// Sequence n of chunk slot x (largest n with chunks[n] <= x), or -1 past the last chunk.
-__device__ __forceinline__ int64_t find_seq(const Params& p, int64_t x) {
-  if (x >= p.chunks[p.n]) return -1;
-  int64_t lo = 0, hi = p.n - 1;
-  while (lo < hi) {
-    const int64_t mid = (lo + hi + 1) / 2;
-    if (p.chunks[mid] <= x)
-      lo = mid;
-    else
-      hi = mid - 1;
-  }
-  return lo;
-}
-
-// Host side (gla_chunk_fwd.cu): fills seq / chunks from cu_seqlens (or B, T) on the stream.
-void build_index(const Tensor& cu_seqlens, int64_t b, int64_t t, int64_t n, int64_t* seq,
-                 int64_t* chunks, cudaStream_t st);
+// Host side (gla_chunk_fwd.cu): the sequence bookkeeping of p (p.n set): for a packed batch
+// (`cu` defined, I64 on the device) allocates `index` and fills it on the stream; a dense batch of
+// length t needs none (seq_index.cuh).
+void set_index(Params& p, const Tensor& cu, int64_t t, Tensor& index, cudaStream_t st);
 // Chunk-local cumulative log-gates p.gc (KeyVector; no-op otherwise). `gc` must hold rows * H * K
 // floats.
 void launch_cumsum(const Params& p, cudaStream_t st);
