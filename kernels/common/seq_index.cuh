@@ -5,6 +5,8 @@
 // n * T and n * ⌈T / C⌉ (`tlen`, `cps`), so its kernels run without that launch.
 // Include only from .cu files. `P` is a family's Params with seq, chunks, n, tlen, cps.
 #pragma once
+#include <cuda_runtime.h>
+
 #include <cstdint>
 
 namespace seqmix {
@@ -41,8 +43,6 @@ __device__ __forceinline__ int64_t find_seq(const P& p, int64_t x) {
 }
 
 }  // namespace seqmix
-
-#include <cuda_runtime.h>
 
 namespace seqmix::kern {
 

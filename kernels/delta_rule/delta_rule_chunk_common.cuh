@@ -1,9 +1,9 @@
 // Device helpers shared by the chunked delta-rule kernels (delta_rule_chunk_fwd.cu,
-// delta_rule_chunk_bwd.cu): parameters, sequence / chunk bookkeeping for packed batches, the
-// per-row scalars of a chunk (chunk-local cumulative log-gate b, the l2-norm factors of k), and
-// the kernels both directions run (the per-chunk UT transform and the sequential state pass).
-// The bf16 tensor-core fragments (mma.sync m16n8k16, fp32 accumulate) and tile loads come from
-// kernels/gla/gla_common.cuh. Include only from .cu files.
+// delta_rule_chunk_bwd.cu): parameters (sequence / chunk bookkeeping:
+// kernels/common/seq_index.cuh), the per-row scalars of a chunk (chunk-local cumulative log-gate b,
+// the l2-norm factors of k), and the kernels both directions run (the per-chunk UT transform and
+// the sequential state pass). The bf16 tensor-core fragments (mma.sync m16n8k16, fp32 accumulate)
+// and tile loads come from kernels/gla/gla_common.cuh. Include only from .cu files.
 //
 // Per chunk of BT = 64 steps (rows t), with scalar gates (None / HeadScalar), k̂ = kn·k the
 // (optionally l2-normalised) key, b_t the chunk-local inclusive cumulative log-gate, B = b_63:
@@ -65,8 +65,8 @@ struct Params {
   float* dg = nullptr;
   float* dh0 = nullptr;
   // Scratch.
-  const int64_t* seq = nullptr;     // [N + 1] row offsets of the sequences
-  const int64_t* chunks = nullptr;  // [N + 1] chunk offsets of the sequences
+  const int64_t* seq = nullptr;     // [N + 1] row offsets of packed sequences (dense: null)
+  const int64_t* chunks = nullptr;  // [N + 1] chunk offsets of packed sequences (dense: null)
   int64_t tlen = 0, cps = 0;        // dense batch (seq == nullptr): T, chunks per sequence
   float* bc = nullptr;              // [rows, H] chunk-local cumulative log-gate
   float* kn = nullptr;              // [rows, H] 1 / ‖k‖ (1 without l2norm_qk; 0 past the end)
@@ -227,9 +227,9 @@ __device__ __forceinline__ void load_rows(float* sb, float* sbeta, const Params&
   }
 }
 
-// Scratch of one call (stream-ordered allocations): index, bc, kn, W, Ũ, U, hs, and with
-// `backward` T, dhs, du_in, du, qn (and with `want_dg` U's lo part, xs, hs's lo part (fp32 hs for
-// KeyVector), sdot); with `key_vector` also bk, kt (and in the backward qt, xk, sdk, dbk).
+// Scratch of one call (stream-ordered allocations): index (packed batches), bc, kn, W, Ũ, U, hs,
+// and with `backward` T, dhs, du_in, du, qn (and with `want_dg` U's lo part, xs, hs's lo part (fp32
+// hs for KeyVector), sdot); with `key_vector` also bk, kt (and in the backward qt, xk, sdk, dbk).
 struct Workspace {
   // own_states = false: hs, u (and hsl, ul) are left undefined, and own_prep = false: bc, kn,
   // w, tm (and bk, kt), for the caller to set (the backward given what the forward kept).

@@ -1201,7 +1201,8 @@ Support delta_rule_chunk_supports(const DeltaFwdArgs& a) {
 
 namespace delta_chunk {
 
-// Scratch of one call: index, bc, kn, W, Ũ, U, hs (and T, du_in, du, dhs, qn in the backward).
+// Scratch of one call: index (packed batches), bc, kn, W, Ũ, U, hs (and T, du_in, du, dhs, qn in
+// the backward).
 Workspace::Workspace(const Tensor& q, const Tensor& v, const Tensor& cu_seqlens, bool backward,
                      bool want_dg, bool key_vector, bool own_states, bool own_prep) {
   const int64_t b = q.size(0), t = q.size(1), h = q.size(2), kd = q.size(3), vd = v.size(3);

@@ -70,8 +70,8 @@ struct Params {
   float* dg = nullptr;
   float* dh0 = nullptr;
   // Scratch.
-  const int64_t* seq = nullptr;     // [N + 1] row offsets of the sequences
-  const int64_t* chunks = nullptr;  // [N + 1] chunk offsets of the sequences
+  const int64_t* seq = nullptr;     // [N + 1] row offsets of packed sequences (dense: null)
+  const int64_t* chunks = nullptr;  // [N + 1] chunk offsets of packed sequences (dense: null)
   int64_t tlen = 0, cps = 0;        // dense batch (seq == nullptr): T, chunks per sequence
   bf16* hs = nullptr;               // [chunks, H, K, V] state at each chunk start
   bf16* dhs = nullptr;              // [chunks, H, K, V] gradient of the state at each chunk end
