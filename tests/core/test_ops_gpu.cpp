@@ -113,11 +113,13 @@ TEST(CopyGpu, AllDtypePairsAndLayouts) {
 TEST(ReduceGpu, ShapesOpsDtypes) {
   SEQMIX_REQUIRE_CUDA();
   SEQMIX_TRACE_SEED();
-  // (shape, dim): rows (inner 1), columns (inner > 1), single rows, one huge global reduction
-  // (two-pass), and sizes that are not multiples of the block.
+  // (shape, dim): rows (inner 1), short rows (one warp each: R <= 256), columns (inner > 1),
+  // single rows, one huge global reduction and a few long rows (both two-pass, in chunks), and
+  // sizes that are not multiples of the block.
   const std::vector<std::pair<Shape, int>> cases = {
       {{37, 1001}, 1}, {{37, 1001}, 0}, {{5, 300, 17}, 1}, {{3, 9000}, 1},
-      {{1, 70}, 1},    {{300000}, 0},   {{2, 3, 4}, 2},    {{4, 1}, 1}};
+      {{1, 70}, 1},    {{300000}, 0},   {{2, 3, 4}, 2},    {{4, 1}, 1},
+      {{1000, 77}, 1}, {{513, 256}, 1}, {{3, 200001}, 1},  {{1, 65537}, 1}};
   for (DType t : kFloatTypes) {
     for (ReduceOp op :
          {ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min, ReduceOp::LogSumExp}) {
@@ -146,6 +148,9 @@ TEST(ReduceGpu, ShapesOpsDtypes) {
   // Deterministic: the same reduction twice gives the same bits.
   const Tensor big = tu::randn({1 << 21}, DType::F32, kGpu);
   EXPECT_TRUE(tu::bitwise_equal(ops::sum(big), ops::sum(big)));
+  const Tensor rows = tu::randn({12, 1 << 20}, DType::BF16, kGpu);  // chunked rows
+  EXPECT_TRUE(
+      tu::bitwise_equal(ops::reduce(ReduceOp::Sum, rows, 1), ops::reduce(ReduceOp::Sum, rows, 1)));
 }
 
 TEST(MatmulGpu, AgainstCpu) {
