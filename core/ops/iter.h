@@ -24,10 +24,24 @@ struct ElemIter {
   int64_t strides[kMaxOperands][kMaxDims] = {};
 
   // Element offsets (in elements, relative to each operand's data pointer) of linear index i.
+  // Iterations of fewer than 2^32 elements divide in 32 bits (a 64-bit division is a long
+  // software sequence on the GPU; a strided copy of 12.6M bf16 ran at 0.6 TB/s with it).
   template <int N>
   SEQMIX_HD SEQMIX_FORCE_INLINE void offsets(int64_t i, int64_t (&off)[N]) const {
     SEQMIX_UNROLL
     for (int k = 0; k < N; ++k) off[k] = 0;
+    if (numel <= int64_t(0xffffffffu)) {
+      uint32_t j = uint32_t(i);
+      for (int d = ndim - 1; d >= 0; --d) {
+        const uint32_t sz = uint32_t(sizes[d]);
+        const uint32_t q = j / sz;
+        const int64_t idx = int64_t(j - q * sz);
+        j = q;
+        SEQMIX_UNROLL
+        for (int k = 0; k < N; ++k) off[k] += idx * strides[k][d];
+      }
+      return;
+    }
     for (int d = ndim - 1; d >= 0; --d) {
       const int64_t sz = sizes[d];
       const int64_t idx = i % sz;

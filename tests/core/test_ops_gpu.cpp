@@ -92,6 +92,24 @@ TEST(CopyGpu, AllDtypePairsAndLayouts) {
     EXPECT_TRUE(tu::bitwise_equal(xg.clone(), x));
     EXPECT_TRUE(tu::bitwise_equal(xg.slice(0, 1, n).clone(), x.slice(0, 1, n).contiguous()));
   }
+  // Strided same-dtype copies whose rows are whole 16-byte vectors (one vector per thread: a
+  // broadcast, a column slice at a 16-byte offset, a permutation keeping the last dim) and ones
+  // that are not (a 3-element offset, a row of 12 bytes): the same bits as on the CPU.
+  for (DType t : {DType::BF16, DType::F32, DType::F64, DType::U8}) {
+    SCOPED_TRACE(dtype_name(t));
+    const Tensor x = tu::rand_uniform({3, 5, 1, 64}, DType::F64, 0, 100).to(t);
+    const Tensor y = tu::rand_uniform({4, 6, 96}, DType::F64, 0, 100).to(t);
+    const Tensor xg = x.to(kGpu), yg = y.to(kGpu);
+    EXPECT_TRUE(tu::bitwise_equal(xg.expand({3, 5, 4, 64}).contiguous(),
+                                  x.expand({3, 5, 4, 64}).contiguous()));
+    EXPECT_TRUE(
+        tu::bitwise_equal(yg.narrow(2, 16, 64).contiguous(), y.narrow(2, 16, 64).contiguous()));
+    EXPECT_TRUE(
+        tu::bitwise_equal(yg.permute({1, 0, 2}).contiguous(), y.permute({1, 0, 2}).contiguous()));
+    EXPECT_TRUE(
+        tu::bitwise_equal(yg.narrow(2, 3, 64).contiguous(), y.narrow(2, 3, 64).contiguous()));
+    EXPECT_TRUE(tu::bitwise_equal(yg.narrow(2, 0, 3).contiguous(), y.narrow(2, 0, 3).contiguous()));
+  }
   Tensor f = Tensor::empty({7, 3}, DType::BF16, kGpu);
   f.transpose(0, 1).fill_(2.5);
   EXPECT_EQ(f.to_vector<float>(), std::vector<float>(21, 2.5f));
