@@ -82,6 +82,11 @@ Variable permute(const Variable& x, const DimVec& dims);
 Variable contiguous(const Variable& x);
 Variable slice(const Variable& x, int64_t dim, int64_t start, int64_t end, int64_t step = 1);
 Variable narrow(const Variable& x, int64_t dim, int64_t start, int64_t length);
+// Consecutive pieces of x along dim with the given sizes (summing to x.size(dim)): views, like
+// narrow, but one node whose backward writes every piece's gradient into one tensor (a cat of
+// them; zeros only where a piece has no gradient) instead of one zero-filled full-size gradient
+// per piece for the engine to add.
+std::vector<Variable> split(const Variable& x, int64_t dim, const std::vector<int64_t>& sizes);
 Variable select(const Variable& x, int64_t dim, int64_t index);
 Variable unsqueeze(const Variable& x, int64_t dim);
 Variable squeeze(const Variable& x, int64_t dim);

@@ -1,6 +1,8 @@
 // View and layout ops and their gradients: each gradient is the inverse rearrangement of g
 // (reshape back, transpose back, inverse permutation, write into a zero tensor at the slice,
 // split the concatenation, sum over expanded dims).
+#include <algorithm>
+
 #include "autograd/function.h"
 #include "autograd/functions.h"
 #include "core/check.h"
@@ -77,6 +79,39 @@ Variable narrow(const Variable& x, int64_t dim, int64_t start, int64_t length) {
   SEQMIX_CHECK(start >= 0 && length >= 0 && start + length <= x.size(d),
                "narrow: [{}, {}) out of range for size {}", start, start + length, x.size(d));
   return slice(x, d, start, start + length, 1);
+}
+
+std::vector<Variable> split(const Variable& x, int64_t dim, const std::vector<int64_t>& sizes) {
+  const int d = wrap_dim(dim, x.dim());
+  int64_t total = 0;
+  for (int64_t s : sizes) {
+    SEQMIX_CHECK(s >= 0, "split: negative size {}", s);
+    total += s;
+  }
+  SEQMIX_CHECK(total == x.size(d), "split: sizes sum to {}, dim {} has size {}", total, d,
+               x.size(d));
+  std::vector<Tensor> outs;
+  outs.reserve(sizes.size());
+  int64_t off = 0;
+  for (int64_t s : sizes) {
+    outs.push_back(x.data().narrow(d, off, s));
+    off += s;
+  }
+  return record_multi("SplitBackward", {&x}, std::move(outs),
+                      [d, sizes, shape = x.shape()](const Node&, TensorList& g) -> TensorList {
+                        bool all = true;
+                        for (const Tensor& t : g) all = all && t.defined();
+                        if (all) return {ops::cat(std::vector<Tensor>(g.begin(), g.end()), d)};
+                        const Tensor& any = *std::find_if(
+                            g.begin(), g.end(), [](const Tensor& t) { return t.defined(); });
+                        Tensor z = Tensor::zeros(shape, any.dtype(), any.device());
+                        int64_t o = 0;
+                        for (size_t i = 0; i < sizes.size(); ++i) {
+                          if (g[i].defined()) ops::copy_(z.narrow(d, o, sizes[i]), g[i]);
+                          o += sizes[i];
+                        }
+                        return {z};
+                      });
 }
 
 Variable select(const Variable& x, int64_t dim, int64_t index) {

@@ -131,11 +131,10 @@ Variable DeltaNetMixer::forward(const Variable& x, const ForwardContext& /*ctx*/
   const Variable qkv =
       short_conv(qkv_proj_->forward(x), conv_weight_, conv_bias_, Variable(), Tensor(),
                  /*silu=*/true)
-          .first;  // [B, T, 2·H·K + H·V]
-  const auto heads = [&](int64_t start, int64_t len) {
-    return split_heads(contiguous(narrow(qkv, 2, start, len)), h);
-  };
-  const Variable q = heads(0, hk), k = heads(hk, hk), v = heads(2 * hk, hv);
+          .first;                                                  // [B, T, 2·H·K + H·V]
+  const std::vector<Variable> qkvs = split(qkv, 2, {hk, hk, hv});  // one node, one gradient write
+  const auto heads = [&](const Variable& piece) { return split_heads(contiguous(piece), h); };
+  const Variable q = heads(qkvs[0]), k = heads(qkvs[1]), v = heads(qkvs[2]);
   DeltaOptions opt;
   opt.gate = cfg_.gate;
   opt.l2norm_qk = true;  // scale 0: 1/sqrt(K)

@@ -71,18 +71,21 @@ Variable Mamba2Mixer::forward(const Variable& x, const ForwardContext& /*ctx*/) 
                 p = cfg_.head_dim;
   const DType cdt = x.dtype(), gdt = gate_dtype(cdt);
   const Variable zxbcdt = in_proj_->forward(x);  // [B, T, 2E + 2N + H]
-  const Variable z = narrow(zxbcdt, 2, 0, e);
-  const Variable xbc_in = contiguous(narrow(zxbcdt, 2, e, e + 2 * n));
-  const Variable dt = cast(narrow(zxbcdt, 2, 2 * e + 2 * n, h), gdt);  // [B, T, H]
+  // One split node per projection (its backward writes the pieces' gradients into one tensor).
+  const std::vector<Variable> parts = split(zxbcdt, 2, {e, e + 2 * n, h});
+  const Variable& z = parts[0];
+  const Variable xbc_in = contiguous(parts[1]);
+  const Variable dt = cast(parts[2], gdt);  // [B, T, H]
   const Variable xbc =
       short_conv(xbc_in, conv_weight_, conv_bias_, Variable(), Tensor(), /*silu=*/true).first;
-  const Variable xs = reshape(contiguous(narrow(xbc, 2, 0, e)), {b, t, h, p});
+  const std::vector<Variable> xbcs = split(xbc, 2, {e, n, n});
+  const Variable xs = reshape(contiguous(xbcs[0]), {b, t, h, p});
   // B and C are shared by all heads (one group): broadcast to [B, T, H, N] for the kernel.
   const auto per_head = [&](const Variable& m) {
     return contiguous(expand(unsqueeze(m, 2), {b, t, h, n}));
   };
-  const Variable bm = per_head(narrow(xbc, 2, e, n));
-  const Variable cm = per_head(narrow(xbc, 2, e + n, n));
+  const Variable bm = per_head(xbcs[1]);
+  const Variable cm = per_head(xbcs[2]);
   const Variable delta = softplus(add(dt, cast(dt_bias_, gdt)));  // [B, T, H] fp32
   const Variable a = neg(exp(cast(a_log_, gdt)));                 // [H] fp32
   const Variable g = mul(delta, a);                               // [B, T, H] log-decay ≤ 0

@@ -103,6 +103,18 @@ TEST(Gradcheck, Shape) {
           return V{slice(v[0], 1, 0, 3, 2), narrow(v[0], 2, 1, 2), select(v[0], 0, 1)};
         },
         {r({2, 3, 4})});
+  check("split",
+        [](const V& v) {
+          const V p = split(v[0], 2, {1, 0, 3});
+          return V{p[0], mul(p[2], p[2])};  // piece 1 is empty
+        },
+        {r({2, 3, 4})});
+  check("split, a piece without gradient",
+        [](const V& v) {
+          const V p = split(v[0], -1, {1, 2, 1});
+          return V{p[0], p[2]};
+        },
+        {r({2, 3, 4})});
   check("unsqueeze squeeze expand",
         [](const V& v) {
           return V{squeeze(unsqueeze(v[0], 1), 1), expand(unsqueeze(v[0], 0), {3, 2, 4})};
@@ -138,4 +150,11 @@ TEST(Gradcheck, DetectsAWrongGradient) {
       },
       {r({3})});
   EXPECT_FALSE(res.ok);
+}
+
+TEST(Gradcheck, SplitRejectsSizesThatDoNotCoverTheDim) {
+  const Variable x(Tensor::zeros({2, 5}, DType::F32), true);
+  EXPECT_THROW(split(x, 1, {2, 2}), Error);
+  EXPECT_THROW(split(x, 1, {3, 3}), Error);
+  EXPECT_THROW(split(x, 1, {6, -1}), Error);
 }
