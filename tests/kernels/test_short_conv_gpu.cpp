@@ -1,12 +1,15 @@
 // Short causal depthwise conv on the GPU: the CUDA kernels against the CPU reference on identical
-// inputs for y, state_t, dx, dweight, dbias and dstate0 (bf16 < 5e-3, f32 < 1e-5), over
-// T in {1, 3, 64, 1000}, C in {1, 7, 64, 768}, widths 2..4, SiLU / bias / state0 / dstate_t
-// on and off, f32 and x-dtype weights, and packed cu_seqlens (empty and short sequences);
-// bitwise determinism of forward and backward; the autograd op against the args API; and the
-// effective bandwidth of forward and backward at one training shape (printed, not asserted).
+// inputs for y, state_t, dx, dweight, dbias and dstate0 (bf16 < 5e-3, f32 < 1e-5; the f32
+// parameter gradients, sums over the rows, element-wise within 1e-5 of their sum of magnitudes),
+// over T in {1, 3, 64, 1000}, C in {1, 7, 64, 768}, widths 2..4, SiLU / bias / state0 / dstate_t on
+// and off, f32 and x-dtype weights, and packed cu_seqlens (empty and short sequences); bitwise
+// determinism of forward and backward; the autograd op against the args API; and the effective
+// bandwidth of forward and backward at one training shape (printed, not asserted).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -111,7 +114,34 @@ void check_case(const Case& c) {
     // reference an f64 sum, so an element may differ by one bf16 ulp (<= 2^-7 relative); with
     // C = 1 two elements make the whole tensor. Bound by that quantisation limit.
     const double t_i = (i == 3 || i == 4) && gc.dtype() == DType::BF16 ? 1.0 / 128 : tol;
-    EXPECT_TRUE(tu::close(gc, *r[i], t_i)) << kNames[i] << ": " << cmp.str();
+    if ((i == 3 || i == 4) && gc.dtype() == DType::F32) {
+      // An f32 parameter gradient is a sum over the B·T rows that may cancel to near zero (C = 1:
+      // one element; seed 215157435 gave dbias 0.11 from terms of size 1, rel 2e-5), where its
+      // relative error has no bound; its summation error has one, relative to the sum of
+      // magnitudes: |start| + Σ_rows |dz·x| with |dz| <= 1.1 |dy| (SiLU' <= 1.1) and |x| below
+      // the largest input (x, state0; 1 for dbias).
+      const auto dy = in.dy.to(DType::F64).to_vector<double>();
+      double xmax = 1.0;
+      if (i == 3) {
+        xmax = 0.0;
+        for (const Tensor* t : {&in.x, &in.state0})
+          if (t->defined())
+            for (double v : t->to(DType::F64).to_vector<double>())
+              xmax = std::max(xmax, std::abs(v));
+      }
+      const auto gv = gc.to(DType::F64).to_vector<double>();
+      const auto rv = r[i]->to(DType::F64).to_vector<double>();
+      const int64_t per = i == 3 ? c.w : 1;  // dweight [C, W], dbias [C]
+      for (size_t e = 0; e < gv.size(); ++e) {
+        const int64_t ch = int64_t(e) / per;
+        double mag = 0.0;
+        for (size_t j = size_t(ch); j < dy.size(); j += size_t(c.c)) mag += std::abs(dy[j]);
+        const double bound = tol * ((i == 3 ? 0.25 : 0.5) + 1.1 * mag * xmax);
+        EXPECT_LE(std::abs(gv[e] - rv[e]), bound) << kNames[i] << " element " << e;
+      }
+    } else {
+      EXPECT_TRUE(tu::close(gc, *r[i], t_i)) << kNames[i] << ": " << cmp.str();
+    }
     tu::Comparison& w = g_worst[c.dtype == DType::F32][i];
     w.rel_rms = std::max(w.rel_rms, cmp.rel_rms);
     w.max_abs = std::max(w.max_abs, cmp.max_abs);
