@@ -278,46 +278,30 @@ void copy_cuda(DType dst_t, DType src_t, const ElemIter& it, void* dst, const vo
       return;
     }
     const int64_t w = int64_t(dtype_size(dst_t));
-    if (vec16_rows(it, dst, src, w)) {
-      const int g = grid_for(it.numel * w / 16);
-      switch (w) {
-        case 1:
-          strided_copy_vec16_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint8_t*>(dst),
-                                                                static_cast<const uint8_t*>(src));
-          break;
-        case 2:
-          strided_copy_vec16_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint16_t*>(dst),
-                                                                static_cast<const uint16_t*>(src));
-          break;
-        case 4:
-          strided_copy_vec16_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint32_t*>(dst),
-                                                                static_cast<const uint32_t*>(src));
-          break;
-        default:
-          strided_copy_vec16_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint64_t*>(dst),
-                                                                static_cast<const uint64_t*>(src));
-          break;
-      }
-      SEQMIX_LAUNCH_CHECK();
-      return;
-    }
-    const int g = grid_for(it.numel);
-    switch (dtype_size(dst_t)) {
+    const bool vec = vec16_rows(it, dst, src, w);
+    const int g = grid_for(vec ? it.numel * w / 16 : it.numel);
+    // The element width as an unsigned integer type W (8 bytes for every larger width).
+    const auto launch_w = [&](auto tag) {
+      using W = decltype(tag);
+      W* d = static_cast<W*>(dst);
+      const W* s = static_cast<const W*>(src);
+      if (vec)
+        strided_copy_vec16_kernel<<<g, kThreads, 0, stream>>>(it, d, s);
+      else
+        strided_copy_kernel<<<g, kThreads, 0, stream>>>(it, d, s);
+    };
+    switch (w) {
       case 1:
-        strided_copy_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint8_t*>(dst),
-                                                        static_cast<const uint8_t*>(src));
+        launch_w(uint8_t{});
         break;
       case 2:
-        strided_copy_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint16_t*>(dst),
-                                                        static_cast<const uint16_t*>(src));
+        launch_w(uint16_t{});
         break;
       case 4:
-        strided_copy_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint32_t*>(dst),
-                                                        static_cast<const uint32_t*>(src));
+        launch_w(uint32_t{});
         break;
       default:
-        strided_copy_kernel<<<g, kThreads, 0, stream>>>(it, static_cast<uint64_t*>(dst),
-                                                        static_cast<const uint64_t*>(src));
+        launch_w(uint64_t{});
         break;
     }
     SEQMIX_LAUNCH_CHECK();
