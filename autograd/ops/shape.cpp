@@ -1,8 +1,6 @@
 // View and layout ops and their gradients: each gradient is the inverse rearrangement of g
 // (reshape back, transpose back, inverse permutation, write into a zero tensor at the slice,
 // split the concatenation, sum over expanded dims).
-#include <algorithm>
-
 #include "autograd/function.h"
 #include "autograd/functions.h"
 #include "core/check.h"
@@ -97,21 +95,35 @@ std::vector<Variable> split(const Variable& x, int64_t dim, const std::vector<in
     outs.push_back(x.data().narrow(d, off, s));
     off += s;
   }
-  return record_multi("SplitBackward", {&x}, std::move(outs),
-                      [d, sizes, shape = x.shape()](const Node&, TensorList& g) -> TensorList {
-                        bool all = true;
-                        for (const Tensor& t : g) all = all && t.defined();
-                        if (all) return {ops::cat(std::vector<Tensor>(g.begin(), g.end()), d)};
-                        const Tensor& any = *std::find_if(
-                            g.begin(), g.end(), [](const Tensor& t) { return t.defined(); });
-                        Tensor z = Tensor::zeros(shape, any.dtype(), any.device());
-                        int64_t o = 0;
-                        for (size_t i = 0; i < sizes.size(); ++i) {
-                          if (g[i].defined()) ops::copy_(z.narrow(d, o, sizes[i]), g[i]);
-                          o += sizes[i];
-                        }
-                        return {z};
-                      });
+  // The gradient comes back in x's dtype (the pieces' gradients are cast to it); pieces of size
+  // 0 need none; without any piece gradient there is none.
+  return record_multi(
+      "SplitBackward", {&x}, std::move(outs),
+      [d, sizes, shape = x.shape(), dt = x.dtype()](const Node&, TensorList& g) -> TensorList {
+        const Tensor* first = nullptr;
+        bool all = true;
+        for (size_t i = 0; i < sizes.size(); ++i) {
+          if (g[i].defined())
+            first = first ? first : &g[i];
+          else if (sizes[i] > 0)
+            all = false;
+        }
+        if (!first) return {Tensor()};
+        const auto in_dtype = [dt](const Tensor& t) { return t.dtype() == dt ? t : t.to(dt); };
+        if (all) {
+          std::vector<Tensor> pieces;
+          for (size_t i = 0; i < sizes.size(); ++i)
+            if (sizes[i] > 0) pieces.push_back(in_dtype(g[i]));
+          if (!pieces.empty()) return {ops::cat(pieces, d)};
+        }
+        Tensor z = Tensor::zeros(shape, dt, first->device());
+        int64_t o = 0;
+        for (size_t i = 0; i < sizes.size(); ++i) {
+          if (g[i].defined() && sizes[i] > 0) ops::copy_(z.narrow(d, o, sizes[i]), g[i]);
+          o += sizes[i];
+        }
+        return {z};
+      });
 }
 
 Variable select(const Variable& x, int64_t dim, int64_t index) {

@@ -8,6 +8,8 @@
 //  - few long rows (inner == 1, outer <= 256, R > 64K; the whole tensor is outer == 1):
 //    fixed-size chunks of each row reduced by many blocks into partial states, then merged in
 //    chunk order by one block per row.
+// The order depends on the shape only, so results repeat bit for bit; it is not the same for
+// every shape (a row's chunk size depends on how many rows are reduced with it).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -226,7 +228,7 @@ void reduce_launch(const T* x, T* out, int64_t* idx, int64_t outer, int64_t r, i
     return;
   }
   if (inner == 1) {
-    const int threads = r <= 32 ? 32 : r <= 64 ? 64 : r <= 128 ? 128 : r < 8192 ? 256 : 512;
+    const int threads = r < 8192 ? 256 : 512;  // r > kWarpRowMax here
     const int grid = int(std::min<int64_t>(outer, kMaxGrid));
     reduce_rows_kernel<OP, T><<<grid, threads, 0, stream>>>(x, out, idx, outer, r);
     SEQMIX_LAUNCH_CHECK();

@@ -128,3 +128,19 @@ TEST(Engine, LongChainDoesNotRecurse) {
   sum(y).backward();
   EXPECT_DOUBLE_EQ(at(x.grad(), 0), 1.0);
 }
+
+TEST(Engine, SplitGradientsComeBackInTheInputDtype) {
+  // Piece gradients of another dtype (f32 here, f64 input) are cast back, on the cat path (every
+  // piece has one) and on the zeros path (one piece without).
+  const Variable x = leaf({1, 2, 3, 4, 5}, {5});
+  std::vector<Variable> p = split(x, 0, {2, 3});
+  run_backward({p[0], p[1]},
+               {Tensor::full({2}, 2.0, DType::F32), Tensor::full({3}, 3.0, DType::F64)});
+  ASSERT_EQ(x.grad().dtype(), DType::F64);
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{2, 2, 3, 3, 3}));
+  const Variable y = leaf({1, 2, 3, 4, 5}, {5});
+  p = split(y, 0, {2, 0, 3});
+  run_backward({p[2]}, {Tensor::full({3}, 4.0, DType::F32)});
+  ASSERT_EQ(y.grad().dtype(), DType::F64);
+  EXPECT_EQ(y.grad().to_vector<double>(), (std::vector<double>{0, 0, 4, 4, 4}));
+}

@@ -106,10 +106,10 @@ TEST(Gradcheck, Shape) {
   check("split",
         [](const V& v) {
           const V p = split(v[0], 2, {1, 0, 3});
-          return V{p[0], mul(p[2], p[2])};  // piece 1 is empty
+          return V{p[0], p[1], mul(p[2], p[2])};  // every piece (p[1] empty): the cat path
         },
         {r({2, 3, 4})});
-  check("split, a piece without gradient",
+  check("split, a piece without gradient (the zeros path)",
         [](const V& v) {
           const V p = split(v[0], -1, {1, 2, 1});
           return V{p[0], p[2]};

@@ -109,6 +109,11 @@ TEST(CopyGpu, AllDtypePairsAndLayouts) {
     EXPECT_TRUE(
         tu::bitwise_equal(yg.narrow(2, 3, 64).contiguous(), y.narrow(2, 3, 64).contiguous()));
     EXPECT_TRUE(tu::bitwise_equal(yg.narrow(2, 0, 3).contiguous(), y.narrow(2, 0, 3).contiguous()));
+    // Aligned base and whole-vector rows, but an outer stride that is not a multiple of 16 bytes
+    // (bf16: 100 elements = 200 bytes): the element path.
+    const Tensor z = tu::rand_uniform({4, 6, 100}, DType::F64, 0, 100).to(t);
+    EXPECT_TRUE(tu::bitwise_equal(z.to(kGpu).narrow(2, 0, 64).contiguous(),
+                                  z.narrow(2, 0, 64).contiguous()));
   }
   Tensor f = Tensor::empty({7, 3}, DType::BF16, kGpu);
   f.transpose(0, 1).fill_(2.5);
@@ -160,6 +165,16 @@ TEST(ReduceGpu, ShapesOpsDtypes) {
     auto [gv, gi] = ops::max_with_index(x.to(kGpu), 0);
     auto [cv, ci] = ops::max_with_index(x, 0);
     EXPECT_TRUE(tu::bitwise_equal(gi, ci));
+    // The index on the short-row (one warp per row) and chunked-row paths.
+    for (const Shape& s : {Shape{1000, 77}, Shape{3, 200001}, Shape{1, 65537}}) {
+      const Tensor y = tu::randn(s, t);
+      EXPECT_TRUE(tu::bitwise_equal(ops::max_with_index(y.to(kGpu), 1).second,
+                                    ops::max_with_index(y, 1).second))
+          << s.str();
+      EXPECT_TRUE(tu::bitwise_equal(ops::min_with_index(y.to(kGpu), 1).second,
+                                    ops::min_with_index(y, 1).second))
+          << s.str();
+    }
     EXPECT_TRUE(tu::close(ops::reduce_all(ReduceOp::Sum, x.to(kGpu)),
                           ops::reduce_all(ReduceOp::Sum, x), tu::tol_for(t)));
   }
