@@ -60,6 +60,40 @@ TEST(ElementwiseGpu, BinaryBroadcastStridedMixed) {
                             ops::binary(op, a.transpose(0, 2), c.view({9, 1, 1})), tu::tol_for(t)));
     }
   }
+  // Rows of whole 16-byte vectors with one index computation per vector: an input broadcast
+  // along the innermost dim (a per-row scalar), one broadcast along an outer dim, a permutation
+  // keeping the innermost dim, a slice at a 16-byte offset; and layouts that must fall back to
+  // the element path (a slice at a 3-element offset, a row of 3 elements, a 200-byte outer
+  // stride for 2-byte types).
+  for (DType t : kFloatTypes) {
+    SCOPED_TRACE(std::string("rows ") + dtype_name(t));
+    const Tensor x = tu::randn({4, 6, 64}, t).to(kGpu);
+    const Tensor r = tu::rand_uniform({4, 6, 1}, t, 0.5, 2.0).to(kGpu);    // per-row scalar
+    const Tensor h = tu::rand_uniform({1, 6, 64}, t, 0.5, 2.0).to(kGpu);   // outer broadcast
+    const Tensor w = tu::rand_uniform({4, 6, 100}, t, 0.5, 2.0).to(kGpu);  // wide rows
+    const auto check = [&](const Tensor& a, const Tensor& b, const char* what) {
+      SCOPED_TRACE(what);
+      for (BinaryOp op : {BinaryOp::Add, BinaryOp::Mul, BinaryOp::Div}) {
+        SCOPED_TRACE(ops::binary_op_name(op));
+        EXPECT_TRUE(tu::close(ops::binary(op, a, b, 0.3), ops::binary(op, a.cpu(), b.cpu(), 0.3),
+                              tu::tol_for(t)));
+        EXPECT_TRUE(tu::close(ops::binary(op, b, a, 0.3), ops::binary(op, b.cpu(), a.cpu(), 0.3),
+                              tu::tol_for(t)));
+      }
+    };
+    check(x, r, "inner broadcast");
+    check(x, h, "outer broadcast");
+    check(x.permute({1, 0, 2}), h.permute({1, 0, 2}), "permuted");
+    check(x.permute({1, 0, 2}), r.permute({1, 0, 2}), "permuted, inner broadcast");
+    check(w.narrow(2, 16, 64), x, "slice at 16 elements");
+    check(w.narrow(2, 3, 64), x, "slice at 3 elements");
+    check(w.narrow(2, 0, 64), r, "slice of 200-byte rows, inner broadcast");
+    check(x.narrow(2, 5, 3), r, "rows of 3");
+    // Unary ops on a strided view take the same path.
+    EXPECT_TRUE(tu::close(ops::unary(UnaryOp::Exp, w.narrow(2, 32, 64), 0.5),
+                          ops::unary(UnaryOp::Exp, w.cpu().narrow(2, 32, 64), 0.5),
+                          tu::tol_for(t)));
+  }
   // In-place accumulation of a bf16 gradient into an f32 buffer.
   Tensor acc = tu::randn({1000}, DType::F32);
   const Tensor g = tu::randn({1000}, DType::BF16);
