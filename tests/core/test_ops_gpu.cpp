@@ -60,11 +60,12 @@ TEST(ElementwiseGpu, BinaryBroadcastStridedMixed) {
                             ops::binary(op, a.transpose(0, 2), c.view({9, 1, 1})), tu::tol_for(t)));
     }
   }
-  // Rows of whole 16-byte vectors with one index computation per vector: an input broadcast
-  // along the innermost dim (a per-row scalar), one broadcast along an outer dim, a permutation
-  // keeping the innermost dim, a slice at a 16-byte offset; and layouts that must fall back to
-  // the element path (a slice at a 3-element offset, a row of 3 elements, a 200-byte outer
-  // stride for 2-byte types).
+  // Rows of whole 16-byte vectors with one index computation per vector (kRows) for every
+  // dtype: an input broadcast along the innermost dim (a per-row scalar), one broadcast along an
+  // outer dim, permutations keeping the innermost dim. Slices of the 100-element rows of `w` at
+  // 16 elements take kRows for f32 / f64 only (rows of 200 bytes are not 16-byte multiples for
+  // 2-byte types: element path), as does the unary op on a slice of them. Element path for every
+  // dtype: a slice at a 3-element offset, rows of 3 elements.
   for (DType t : kFloatTypes) {
     SCOPED_TRACE(std::string("rows ") + dtype_name(t));
     const Tensor x = tu::randn({4, 6, 64}, t).to(kGpu);
