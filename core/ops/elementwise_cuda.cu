@@ -19,7 +19,9 @@ namespace seqmix::ops::impl {
 namespace {
 
 constexpr int kThreads = 256;
-enum Mode : int { kStrided = 0, kContig = 1, kVector = 2, kRows = 3 };
+// The paths of plan_elementwise_cuda (core/ops/iter.h), as kernel arguments.
+constexpr int kStrided = int(ElemPath::Strided), kContig = int(ElemPath::Contig),
+              kVector = int(ElemPath::Vector), kRows = int(ElemPath::Rows);
 
 template <typename T>
 struct alignas(16) Vec16 {
@@ -41,85 +43,90 @@ struct InPtrs {
   const T* p[NIN];
 };
 
-// out[i] = f(in_0[i], ..., in_{NIN-1}[i]) in the computation type.
-// kRows: the innermost dim is a whole number of 16-byte vectors; the output and every input
-// whose bit in `bcast` is clear are unit-stride along it and 16-byte aligned at every row (their
-// base and outer strides); an input whose bit is set is broadcast along it (stride 0: one scalar
-// per row). One index computation per vector instead of per element.
-template <int NIN, typename T, typename F>
+// out[i] = f(in_0[i], ..., in_{NIN-1}[i]) in the computation type. Two kernels per (op, dtype):
+// STRIDED = false serves kVector and kContig, STRIDED = true serves kRows and kStrided, so the
+// registers that kRows needs (a row of vectors per input plus NIN + 1 offsets) are not reserved
+// by the contiguous launches, which are the common case.
+// kRows (see plan_elementwise_cuda): one index computation per 16-byte vector; an input whose bit
+// in `bcast` is set is broadcast along the innermost dim (one scalar per row).
+template <bool STRIDED, int NIN, typename T, typename F>
 __global__ void __launch_bounds__(kThreads)
     elementwise_kernel(ElemIter it, int mode, int bcast, T* out, InPtrs<NIN, T> in, F f) {
   using A = acc_t<T>;
   const int64_t n = it.numel;
   const int64_t step = int64_t(gridDim.x) * kThreads;
   const int64_t tid = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  if (mode == kVector) {
-    constexpr int V = Vec16<T>::N;
-    const int64_t nvec = n / V;
-    for (int64_t v = tid; v < nvec; v += step) {
-      Vec16<T> src[NIN];
+  if constexpr (!STRIDED) {
+    if (mode == kVector) {
+      constexpr int V = Vec16<T>::N;
+      const int64_t nvec = n / V;
+      for (int64_t v = tid; v < nvec; v += step) {
+        Vec16<T> src[NIN];
 #pragma unroll
-      for (int k = 0; k < NIN; ++k) src[k] = reinterpret_cast<const Vec16<T>*>(in.p[k])[v];
-      Vec16<T> dst;
+        for (int k = 0; k < NIN; ++k) src[k] = reinterpret_cast<const Vec16<T>*>(in.p[k])[v];
+        Vec16<T> dst;
 #pragma unroll
-      for (int j = 0; j < V; ++j) {
+        for (int j = 0; j < V; ++j) {
+          A a[NIN];
+#pragma unroll
+          for (int k = 0; k < NIN; ++k) a[k] = to_acc<A>(src[k].v[j]);
+          dst.v[j] = from_acc<T>(f(a));
+        }
+        reinterpret_cast<Vec16<T>*>(out)[v] = dst;
+      }
+      for (int64_t i = nvec * V + tid; i < n; i += step) {
         A a[NIN];
 #pragma unroll
-        for (int k = 0; k < NIN; ++k) a[k] = to_acc<A>(src[k].v[j]);
-        dst.v[j] = from_acc<T>(f(a));
+        for (int k = 0; k < NIN; ++k) a[k] = to_acc<A>(in.p[k][i]);
+        out[i] = from_acc<T>(f(a));
       }
-      reinterpret_cast<Vec16<T>*>(out)[v] = dst;
-    }
-    for (int64_t i = nvec * V + tid; i < n; i += step) {
-      A a[NIN];
+    } else {
+      for (int64_t i = tid; i < n; i += step) {
+        A a[NIN];
 #pragma unroll
-      for (int k = 0; k < NIN; ++k) a[k] = to_acc<A>(in.p[k][i]);
-      out[i] = from_acc<T>(f(a));
-    }
-  } else if (mode == kRows) {
-    constexpr int V = Vec16<T>::N;
-    const int64_t nvec = n / V;
-    for (int64_t v = tid; v < nvec; v += step) {
-      int64_t off[NIN + 1];
-      it.offsets<NIN + 1>(v * V, off);
-      A a[NIN][V];
-#pragma unroll
-      for (int k = 0; k < NIN; ++k) {
-        if ((bcast >> k) & 1) {
-          const A x = to_acc<A>(in.p[k][off[k + 1]]);
-#pragma unroll
-          for (int j = 0; j < V; ++j) a[k][j] = x;
-        } else {
-          const Vec16<T> x = *reinterpret_cast<const Vec16<T>*>(in.p[k] + off[k + 1]);
-#pragma unroll
-          for (int j = 0; j < V; ++j) a[k][j] = to_acc<A>(x.v[j]);
-        }
+        for (int k = 0; k < NIN; ++k) a[k] = to_acc<A>(in.p[k][i]);
+        out[i] = from_acc<T>(f(a));
       }
-      Vec16<T> dst;
-#pragma unroll
-      for (int j = 0; j < V; ++j) {
-        A x[NIN];
-#pragma unroll
-        for (int k = 0; k < NIN; ++k) x[k] = a[k][j];
-        dst.v[j] = from_acc<T>(f(x));
-      }
-      *reinterpret_cast<Vec16<T>*>(out + off[0]) = dst;
-    }
-  } else if (mode == kContig) {
-    for (int64_t i = tid; i < n; i += step) {
-      A a[NIN];
-#pragma unroll
-      for (int k = 0; k < NIN; ++k) a[k] = to_acc<A>(in.p[k][i]);
-      out[i] = from_acc<T>(f(a));
     }
   } else {
-    for (int64_t i = tid; i < n; i += step) {
-      int64_t off[NIN + 1];
-      it.offsets<NIN + 1>(i, off);
-      A a[NIN];
+    if (mode == kRows) {
+      constexpr int V = Vec16<T>::N;
+      const int64_t nvec = n / V;
+      for (int64_t v = tid; v < nvec; v += step) {
+        int64_t off[NIN + 1];
+        it.offsets<NIN + 1>(v * V, off);
+        A a[NIN][V];
 #pragma unroll
-      for (int k = 0; k < NIN; ++k) a[k] = to_acc<A>(in.p[k][off[k + 1]]);
-      out[off[0]] = from_acc<T>(f(a));
+        for (int k = 0; k < NIN; ++k) {
+          if ((bcast >> k) & 1) {
+            const A x = to_acc<A>(in.p[k][off[k + 1]]);
+#pragma unroll
+            for (int j = 0; j < V; ++j) a[k][j] = x;
+          } else {
+            const Vec16<T> x = *reinterpret_cast<const Vec16<T>*>(in.p[k] + off[k + 1]);
+#pragma unroll
+            for (int j = 0; j < V; ++j) a[k][j] = to_acc<A>(x.v[j]);
+          }
+        }
+        Vec16<T> dst;
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          A x[NIN];
+#pragma unroll
+          for (int k = 0; k < NIN; ++k) x[k] = a[k][j];
+          dst.v[j] = from_acc<T>(f(x));
+        }
+        *reinterpret_cast<Vec16<T>*>(out + off[0]) = dst;
+      }
+    } else {
+      for (int64_t i = tid; i < n; i += step) {
+        int64_t off[NIN + 1];
+        it.offsets<NIN + 1>(i, off);
+        A a[NIN];
+#pragma unroll
+        for (int k = 0; k < NIN; ++k) a[k] = to_acc<A>(in.p[k][off[k + 1]]);
+        out[off[0]] = from_acc<T>(f(a));
+      }
     }
   }
 }
@@ -140,49 +147,22 @@ struct BinaryF {
   __device__ A operator()(const A* a) const { return fn::Binary<OP, A>::f(a[0], a[1], alpha); }
 };
 
-// The kRows broadcast mask for `it` (bit k: input k is broadcast along the innermost dim), or -1
-// when the innermost dim does not allow kRows (see elementwise_kernel).
-template <int NIN, typename T>
-int rows_bcast_mask(const ElemIter& it, const T* out, InPtrs<NIN, T> in) {
-  constexpr int64_t V = Vec16<T>::N;
-  const int last = it.ndim - 1;
-  if (last < 0 || it.sizes[last] % V != 0) return -1;
-  // Unit-stride along the innermost dim, 16-byte aligned base and outer strides.
-  const auto rows_ok = [&](int op, const void* p) {
-    if (it.strides[op][last] != 1 || !aligned16(p)) return false;
-    for (int d = 0; d < last; ++d)
-      if ((it.strides[op][d] * int64_t(sizeof(T))) % 16 != 0) return false;
-    return true;
-  };
-  if (!rows_ok(0, out)) return -1;
-  int mask = 0;
-  for (int k = 0; k < NIN; ++k) {
-    if (it.strides[k + 1][last] == 0)
-      mask |= 1 << k;
-    else if (!rows_ok(k + 1, in.p[k]))
-      return -1;
-  }
-  return mask;
-}
-
 template <int NIN, typename T, typename F>
 void launch(const ElemIter& it, T* out, InPtrs<NIN, T> in, F f, cudaStream_t stream) {
   if (it.numel == 0) return;
-  int mode = kStrided, bcast = 0;
-  if (it.contiguous) {
-    bool al = aligned16(out);
-    for (int k = 0; k < NIN; ++k) al = al && aligned16(in.p[k]);
-    mode = al ? kVector : kContig;
-  } else if ((bcast = rows_bcast_mask<NIN, T>(it, out, in)) >= 0) {
-    mode = kRows;
-  } else {
-    bcast = 0;
-  }
+  const void* ptrs[NIN + 1] = {out};
+  for (int k = 0; k < NIN; ++k) ptrs[k + 1] = in.p[k];
+  const ElemPlan plan = plan_elementwise_cuda(it, int(sizeof(T)), ptrs);
+  const int mode = int(plan.path), bcast = plan.bcast;
   const int64_t work = mode == kVector ? it.numel / Vec16<T>::N + 1
                        : mode == kRows ? it.numel / Vec16<T>::N
                                        : it.numel;
-  elementwise_kernel<NIN, T, F>
-      <<<grid_for(work), kThreads, 0, stream>>>(it, mode, bcast, out, in, f);
+  if (mode == kVector || mode == kContig)
+    elementwise_kernel<false, NIN, T, F>
+        <<<grid_for(work), kThreads, 0, stream>>>(it, mode, bcast, out, in, f);
+  else
+    elementwise_kernel<true, NIN, T, F>
+        <<<grid_for(work), kThreads, 0, stream>>>(it, mode, bcast, out, in, f);
   SEQMIX_LAUNCH_CHECK();
 }
 

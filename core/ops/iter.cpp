@@ -1,6 +1,8 @@
 // Builder of ElemIter: broadcast, drop size-1 dims, coalesce.
 #include "core/ops/iter.h"
 
+#include <cstdint>
+
 #include "core/check.h"
 #include "core/tensor.h"
 
@@ -66,6 +68,38 @@ ElemIter make_elem_iter(const Tensor& out, std::initializer_list<const Tensor*> 
     if (it.strides[k][0] != 1) it.contiguous = false;
   if (it.numel == 0) it.contiguous = true;
   return it;
+}
+
+ElemPlan plan_elementwise_cuda(const ElemIter& it, int elem_size, const void* const* ptrs) {
+  const auto aligned16 = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
+  ElemPlan plan;
+  if (it.contiguous) {
+    bool al = true;
+    for (int k = 0; k < it.nops; ++k) al = al && aligned16(ptrs[k]);
+    plan.path = al ? ElemPath::Vector : ElemPath::Contig;
+    return plan;
+  }
+  const int64_t v = 16 / elem_size;  // elements per 16-byte vector
+  const int last = it.ndim - 1;
+  if (16 % elem_size != 0 || last < 0 || it.sizes[last] % v != 0) return plan;
+  // Unit-stride along the innermost dim, 16-byte aligned base and outer strides.
+  const auto rows_ok = [&](int op) {
+    if (it.strides[op][last] != 1 || !aligned16(ptrs[op])) return false;
+    for (int d = 0; d < last; ++d)
+      if ((it.strides[op][d] * elem_size) % 16 != 0) return false;
+    return true;
+  };
+  if (!rows_ok(0)) return plan;
+  int mask = 0;
+  for (int k = 1; k < it.nops; ++k) {
+    if (it.strides[k][last] == 0)
+      mask |= 1 << (k - 1);
+    else if (!rows_ok(k))
+      return plan;
+  }
+  plan.path = ElemPath::Rows;
+  plan.bcast = mask;
+  return plan;
 }
 
 }  // namespace seqmix::ops

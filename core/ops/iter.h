@@ -55,5 +55,23 @@ struct ElemIter {
 // Builds the iteration for output `out` and inputs `ins` (each broadcastable to out's shape).
 ElemIter make_elem_iter(const Tensor& out, std::initializer_list<const Tensor*> ins);
 
+// How the CUDA element-wise kernel walks an iteration (core/ops/elementwise_cuda.cu):
+//   Vector  - contiguous, every pointer 16-byte aligned: 16-byte vectors, no index math;
+//   Contig  - contiguous otherwise: one element per thread, no index math;
+//   Rows    - the innermost dim is a whole number of 16-byte vectors; the output and every input
+//             not broadcast along it are unit-stride there and 16-byte aligned at every row (base
+//             and outer strides); one index computation per vector. Bit k of `bcast` marks
+//             input k as broadcast along the innermost dim (one scalar per row);
+//   Strided - anything else: one index computation per element.
+enum class ElemPath : int { Strided = 0, Contig = 1, Vector = 2, Rows = 3 };
+struct ElemPlan {
+  ElemPath path = ElemPath::Strided;
+  int bcast = 0;
+};
+// The path for `it` whose operands all have `elem_size`-byte elements; ptrs[0] is the output,
+// ptrs[1..] the inputs, in the iterator's operand order. Host logic only (compiled in CPU builds
+// too, so tests can check which layouts take which path without a GPU).
+ElemPlan plan_elementwise_cuda(const ElemIter& it, int elem_size, const void* const* ptrs);
+
 }  // namespace ops
 }  // namespace seqmix

@@ -8,6 +8,7 @@
 #include "core/check.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/index.h"
+#include "core/ops/iter.h"
 #include "core/ops/matmul.h"
 #include "core/ops/random.h"
 #include "core/ops/reduce.h"
@@ -108,6 +109,58 @@ TEST(ElementwiseCpu, BinaryBroadcastAndStrides) {
   Tensor acc = Tensor::zeros({3, 5}, DType::F32);
   ops::add_(acc, b, 2.0);
   EXPECT_TRUE(tu::close(acc, ops::mul_scalar(b, 2.0), 1e-7));
+}
+
+// Which layouts the CUDA element-wise kernel walks on which path (plan_elementwise_cuda is host
+// logic; the GPU suite runs the same layouts through the kernels). The output is a fresh
+// contiguous tensor unless given, as in ops::binary.
+namespace {
+ops::ElemPlan plan_of(const Tensor& out, std::initializer_list<const Tensor*> ins) {
+  const ops::ElemIter it = ops::make_elem_iter(out, ins);
+  std::vector<const void*> p{out.data_ptr()};
+  for (const Tensor* t : ins) p.push_back(t->data_ptr());
+  return ops::plan_elementwise_cuda(it, int(dtype_size(out.dtype())), p.data());
+}
+ops::ElemPlan plan_of(const Tensor& a, const Tensor& b) {
+  const Tensor out = Tensor::empty(broadcast_shapes(a.shape(), b.shape()), a.dtype());
+  return plan_of(out, {&a, &b});
+}
+}  // namespace
+
+TEST(ElementwiseCpu, CudaPathPerLayout) {
+  using ops::ElemPath;
+  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::F64}) {
+    SCOPED_TRACE(dtype_name(t));
+    const bool two_bytes = dtype_size(t) == 2;
+    const Tensor x = Tensor::zeros({4, 6, 64}, t);
+    const Tensor r = Tensor::zeros({4, 6, 1}, t);     // per-row scalar
+    const Tensor h = Tensor::zeros({1, 6, 64}, t);    // broadcast along an outer dim
+    const Tensor w = Tensor::zeros({4, 6, 100}, t);   // rows of 200 / 400 / 800 bytes
+    const Tensor w2 = Tensor::zeros({4, 6, 128}, t);  // rows of 256 / 512 / 1024 bytes
+    ASSERT_EQ(reinterpret_cast<uintptr_t>(x.data_ptr()) % 16, 0u);
+    EXPECT_EQ(plan_of(x, x).path, ElemPath::Vector);
+    const Tensor xs = x.view({-1}).narrow(0, 1, 64);  // contiguous, not 16-byte aligned
+    EXPECT_EQ(plan_of(xs, xs).path, ElemPath::Contig);
+    EXPECT_EQ(plan_of(x, r).path, ElemPath::Rows);
+    EXPECT_EQ(plan_of(x, r).bcast, 2);
+    EXPECT_EQ(plan_of(r, x).bcast, 1);
+    EXPECT_EQ(plan_of(x, h).path, ElemPath::Rows);
+    EXPECT_EQ(plan_of(x, h).bcast, 0);
+    EXPECT_EQ(plan_of(x.permute({1, 0, 2}), h.permute({1, 0, 2})).path, ElemPath::Rows);
+    EXPECT_EQ(plan_of(x.permute({1, 0, 2}), r.permute({1, 0, 2})).path, ElemPath::Rows);
+    EXPECT_EQ(plan_of(w2.narrow(2, 16, 64), x).path, ElemPath::Rows);
+    EXPECT_EQ(plan_of(w2.narrow(2, 0, 64), r).path, ElemPath::Rows);
+    EXPECT_EQ(plan_of(w.narrow(2, 16, 64), x).path, two_bytes ? ElemPath::Strided : ElemPath::Rows);
+    EXPECT_EQ(plan_of(w.narrow(2, 3, 64), x).path, ElemPath::Strided);
+    EXPECT_EQ(plan_of(x.narrow(2, 5, 3), r).path, ElemPath::Strided);
+    EXPECT_EQ(plan_of(x.transpose(1, 2), x.transpose(1, 2)).path, ElemPath::Strided);
+    // A strided output (in place into a slice) and a unary backward (two inputs).
+    const Tensor out = w2.narrow(2, 32, 64);
+    EXPECT_EQ(plan_of(out, {&x, &r}).path, ElemPath::Rows);
+    EXPECT_EQ(plan_of(w.narrow(2, 3, 64), {&x, &r}).path, ElemPath::Strided);
+    const Tensor w2s = w2.narrow(2, 16, 64);
+    EXPECT_EQ(plan_of(x, {&w2s, &x}).path, ElemPath::Rows);
+  }
 }
 
 TEST(ReduceCpu, EveryDimEveryOp) {

@@ -3,10 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "core/ops/copy.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/index.h"
+#include "core/ops/iter.h"
 #include "core/ops/matmul.h"
 #include "core/ops/random.h"
 #include "core/ops/reduce.h"
@@ -60,20 +64,35 @@ TEST(ElementwiseGpu, BinaryBroadcastStridedMixed) {
                             ops::binary(op, a.transpose(0, 2), c.view({9, 1, 1})), tu::tol_for(t)));
     }
   }
-  // Rows of whole 16-byte vectors with one index computation per vector (kRows) for every
-  // dtype: an input broadcast along the innermost dim (a per-row scalar), one broadcast along an
-  // outer dim, permutations keeping the innermost dim. Slices of the 100-element rows of `w` at
-  // 16 elements take kRows for f32 / f64 only (rows of 200 bytes are not 16-byte multiples for
-  // 2-byte types: element path), as does the unary op on a slice of them. Element path for every
-  // dtype: a slice at a 3-element offset, rows of 3 elements.
+  // The kernel's paths (plan_elementwise_cuda; ElementwiseCpu.CudaPathPerLayout checks the same
+  // choices without a GPU): each case asserts the path it takes, then compares with the CPU.
+  // Rows of whole 16-byte vectors (one index computation per vector): an input broadcast along
+  // the innermost dim (a per-row scalar, either operand), one broadcast along an outer dim,
+  // permutations keeping the innermost dim, slices of 256-byte-multiple rows, a strided output,
+  // the unary forward and backward. Slices of the 100-element rows of `w` take Rows for f32 / f64
+  // and the element path for 2-byte types (200-byte rows); a slice at a 3-element offset, rows of
+  // 3 elements and a transpose take the element path for every dtype.
   for (DType t : kFloatTypes) {
     SCOPED_TRACE(std::string("rows ") + dtype_name(t));
+    using ops::ElemPath;
+    const ElemPath rows_or_elem = dtype_size(t) == 2 ? ElemPath::Strided : ElemPath::Rows;
     const Tensor x = tu::randn({4, 6, 64}, t).to(kGpu);
     const Tensor r = tu::rand_uniform({4, 6, 1}, t, 0.5, 2.0).to(kGpu);    // per-row scalar
     const Tensor h = tu::rand_uniform({1, 6, 64}, t, 0.5, 2.0).to(kGpu);   // outer broadcast
-    const Tensor w = tu::rand_uniform({4, 6, 100}, t, 0.5, 2.0).to(kGpu);  // wide rows
-    const auto check = [&](const Tensor& a, const Tensor& b, const char* what) {
+    const Tensor w = tu::rand_uniform({4, 6, 100}, t, 0.5, 2.0).to(kGpu);  // 200-byte+ rows
+    const Tensor w2 = tu::rand_uniform({4, 6, 128}, t, 0.5, 2.0).to(kGpu);
+    const auto path = [](const Tensor& out, std::initializer_list<const Tensor*> ins) {
+      std::vector<const void*> p{out.data_ptr()};
+      for (const Tensor* i : ins) p.push_back(i->data_ptr());
+      return ops::plan_elementwise_cuda(ops::make_elem_iter(out, ins), int(dtype_size(out.dtype())),
+                                        p.data())
+          .path;
+    };
+    const auto check = [&](const Tensor& a, const Tensor& b, ElemPath want, const char* what) {
       SCOPED_TRACE(what);
+      const Tensor probe = Tensor::empty(broadcast_shapes(a.shape(), b.shape()), t, kGpu);
+      EXPECT_EQ(int(path(probe, {&a, &b})), int(want));
+      EXPECT_EQ(int(path(probe, {&b, &a})), int(want));
       for (BinaryOp op : {BinaryOp::Add, BinaryOp::Mul, BinaryOp::Div}) {
         SCOPED_TRACE(ops::binary_op_name(op));
         EXPECT_TRUE(tu::close(ops::binary(op, a, b, 0.3), ops::binary(op, a.cpu(), b.cpu(), 0.3),
@@ -82,18 +101,42 @@ TEST(ElementwiseGpu, BinaryBroadcastStridedMixed) {
                               tu::tol_for(t)));
       }
     };
-    check(x, r, "inner broadcast");
-    check(x, h, "outer broadcast");
-    check(x.permute({1, 0, 2}), h.permute({1, 0, 2}), "permuted");
-    check(x.permute({1, 0, 2}), r.permute({1, 0, 2}), "permuted, inner broadcast");
-    check(w.narrow(2, 16, 64), x, "slice at 16 elements");
-    check(w.narrow(2, 3, 64), x, "slice at 3 elements");
-    check(w.narrow(2, 0, 64), r, "slice of 200-byte rows, inner broadcast");
-    check(x.narrow(2, 5, 3), r, "rows of 3");
-    // Unary ops on a strided view take the same path.
-    EXPECT_TRUE(tu::close(ops::unary(UnaryOp::Exp, w.narrow(2, 32, 64), 0.5),
-                          ops::unary(UnaryOp::Exp, w.cpu().narrow(2, 32, 64), 0.5),
-                          tu::tol_for(t)));
+    check(x, r, ElemPath::Rows, "inner broadcast");
+    check(x, h, ElemPath::Rows, "outer broadcast");
+    check(x.permute({1, 0, 2}), h.permute({1, 0, 2}), ElemPath::Rows, "permuted");
+    check(x.permute({1, 0, 2}), r.permute({1, 0, 2}), ElemPath::Rows, "permuted, inner bcast");
+    check(w2.narrow(2, 16, 64), x, ElemPath::Rows, "slice of 128-element rows at 16");
+    check(w2.narrow(2, 64, 64), r, ElemPath::Rows, "slice of 128-element rows, inner bcast");
+    check(w.narrow(2, 16, 64), x, rows_or_elem, "slice of 100-element rows at 16");
+    check(w.narrow(2, 0, 64), r, rows_or_elem, "slice of 100-element rows, inner bcast");
+    check(w.narrow(2, 3, 64), x, ElemPath::Strided, "slice at 3 elements");
+    check(x.narrow(2, 5, 3), r, ElemPath::Strided, "rows of 3");
+    check(x.transpose(1, 2), x.transpose(1, 2).contiguous(), ElemPath::Strided, "transpose");
+    // A strided output: in place into a slice of rows; the rest of the buffer is untouched.
+    for (const auto& [buf, off, want] : {std::tuple{w2, int64_t(32), ElemPath::Rows},
+                                         std::tuple{w, int64_t(3), ElemPath::Strided}}) {
+      SCOPED_TRACE("strided output");
+      Tensor og = buf.clone(), oc = buf.cpu();
+      const Tensor vg = og.narrow(2, off, 64), vc = oc.narrow(2, off, 64);
+      EXPECT_EQ(int(path(vg, {&x, &r})), int(want));
+      ops::binary_out(BinaryOp::Mul, vg, x, r);
+      ops::binary_out(BinaryOp::Mul, vc, x.cpu(), r.cpu());
+      EXPECT_TRUE(tu::close(og, oc, tu::tol_for(t)));
+    }
+    // Unary forward and backward (two inputs) on sliced and broadcast operands.
+    const Tensor ws = w2.narrow(2, 32, 64);
+    const Tensor probe = Tensor::empty({4, 6, 64}, t, kGpu);
+    EXPECT_EQ(int(path(probe, {&ws})), int(ElemPath::Rows));
+    EXPECT_EQ(int(path(probe, {&ws, &r})), int(ElemPath::Rows));
+    EXPECT_TRUE(tu::close(ops::unary(UnaryOp::Exp, ws, 0.5),
+                          ops::unary(UnaryOp::Exp, ws.cpu(), 0.5), tu::tol_for(t)));
+    for (UnaryOp op : {UnaryOp::Exp, UnaryOp::Sqrt}) {
+      SCOPED_TRACE(ops::unary_op_name(op));
+      EXPECT_TRUE(tu::close(ops::unary_backward(op, ws, r),
+                            ops::unary_backward(op, ws.cpu(), r.cpu()), tu::tol_for(t)));
+      EXPECT_TRUE(tu::close(ops::unary_backward(op, ws, x),
+                            ops::unary_backward(op, ws.cpu(), x.cpu()), tu::tol_for(t)));
+    }
   }
   // In-place accumulation of a bf16 gradient into an f32 buffer.
   Tensor acc = tu::randn({1000}, DType::F32);
