@@ -25,8 +25,8 @@ void add_train_command(CLI::App& app) {
   c->add_flag("--resume", opt->resume,
               "Continue from the run directory's latest checkpoint (bit-exact)");
   c->add_option("--stop-at-step", opt->stop_at_step,
-                "Stop after this step as if interrupted (no extra checkpoint); for time-boxed "
-                "jobs and resume tests");
+                "Stop after this step (no extra checkpoint, no final eval; exit 0); for "
+                "time-boxed jobs and resume tests");
   c->add_flag("--quiet", opt->quiet,
               "No progress lines (metrics.jsonl and the final result are still written)");
   c->add_flag("--config-reference", *reference,
