@@ -230,6 +230,8 @@ class Writer {
 };
 
 // ---------------------------------------------------------------- reference
+// A section's own keys form its table; its subsections follow that table (in visit order), so a
+// key declared after a subsection is not listed under the subsection's heading.
 class DocWriter {
  public:
   DocWriter(std::string prefix, std::vector<std::string>& rows)
@@ -238,17 +240,20 @@ class DocWriter {
   void operator()(const char* key, T& field, const char* doc) {
     const std::string path = join_key(prefix_, key);
     if constexpr (Section<T>) {
-      rows_.push_back(
+      subsections_.push_back(
           fmt::format("\n### `{}`\n\n{}\n\n| key | type | default | meaning |\n"
                       "|---|---|---|---|",
                       path, doc));
-      DocWriter d(path, rows_);
+      DocWriter d(path, subsections_);
       field.visit(d);
+      d.finish();
     } else {
       rows_.push_back(fmt::format("| `{}` | {} | {} | {} |", path, type_name(&field),
                                   default_text(field), doc));
     }
   }
+  // Appends the subsections after this section's own rows.
+  void finish() { rows_.insert(rows_.end(), subsections_.begin(), subsections_.end()); }
 
  private:
   static std::string default_text(int64_t x) { return fmt::format("`{}`", x); }
@@ -268,6 +273,7 @@ class DocWriter {
   }
   std::string prefix_;
   std::vector<std::string>& rows_;
+  std::vector<std::string> subsections_;
 };
 
 RunConfig defaults() {
@@ -497,6 +503,7 @@ std::string reference_markdown() {
   RunConfig c = defaults();
   DocWriter d("", rows);
   c.visit(d);
+  d.finish();
   return fmt::format("{}\n", fmt::join(rows, "\n"));
 }
 
