@@ -153,6 +153,13 @@ TEST(ElementwiseCpu, CudaPathPerLayout) {
     EXPECT_EQ(plan_of(w.narrow(2, 16, 64), x).path, two_bytes ? ElemPath::Strided : ElemPath::Rows);
     EXPECT_EQ(plan_of(w.narrow(2, 3, 64), x).path, ElemPath::Strided);
     EXPECT_EQ(plan_of(x.narrow(2, 5, 3), r).path, ElemPath::Strided);
+    // Aligned rows that are not a whole number of 16-byte vectors (a vector would cross rows),
+    // into an aligned strided output, so that only the size condition decides: 3 elements for
+    // every dtype, 6 for all but f64 (6 f64 are three whole vectors).
+    const Tensor o3 = w2.narrow(2, 0, 3), x3 = x.narrow(2, 0, 3);
+    const Tensor o6 = w2.narrow(2, 0, 6), x6 = x.narrow(2, 0, 6);
+    EXPECT_EQ(plan_of(o3, {&x3, &x3}).path, ElemPath::Strided);
+    EXPECT_EQ(plan_of(o6, {&x6, &r}).path, t == DType::F64 ? ElemPath::Rows : ElemPath::Strided);
     EXPECT_EQ(plan_of(x.transpose(1, 2), x.transpose(1, 2)).path, ElemPath::Strided);
     // A strided output (in place into a slice) and a unary backward (two inputs).
     const Tensor out = w2.narrow(2, 32, 64);

@@ -123,6 +123,19 @@ TEST(ElementwiseGpu, BinaryBroadcastStridedMixed) {
       ops::binary_out(BinaryOp::Mul, vc, x.cpu(), r.cpu());
       EXPECT_TRUE(tu::close(og, oc, tu::tol_for(t)));
     }
+    // Aligned rows that are not a whole number of 16-byte vectors into an aligned strided output
+    // (only the size condition keeps them off the rows path): 3 elements for every dtype, 6 for
+    // all but f64 (three whole vectors of f64).
+    for (int64_t n : {3, 6}) {
+      SCOPED_TRACE("aligned rows of " + std::to_string(n));
+      const ElemPath want = n == 6 && t == DType::F64 ? ElemPath::Rows : ElemPath::Strided;
+      Tensor og = w2.clone(), oc = w2.cpu();
+      const Tensor vg = og.narrow(2, 0, n), vc = oc.narrow(2, 0, n), xn = x.narrow(2, 0, n);
+      EXPECT_EQ(int(path(vg, {&xn, &r})), int(want));
+      ops::binary_out(BinaryOp::Mul, vg, xn, r);
+      ops::binary_out(BinaryOp::Mul, vc, xn.cpu(), r.cpu());
+      EXPECT_TRUE(tu::close(og, oc, tu::tol_for(t)));
+    }
     // Unary forward and backward (two inputs) on sliced and broadcast operands.
     const Tensor ws = w2.narrow(2, 32, 64);
     const Tensor probe = Tensor::empty({4, 6, 64}, t, kGpu);
