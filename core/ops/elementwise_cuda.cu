@@ -19,9 +19,10 @@ namespace seqmix::ops::impl {
 namespace {
 
 constexpr int kThreads = 256;
-// The paths of plan_elementwise_cuda (core/ops/iter.h), as kernel arguments.
-constexpr int kStrided = int(ElemPath::Strided), kContig = int(ElemPath::Contig),
-              kVector = int(ElemPath::Vector), kRows = int(ElemPath::Rows);
+// The paths of plan_elementwise_cuda (core/ops/iter.h), as kernel arguments (the element path,
+// ElemPath::Strided, is the remaining case of the strided kernel).
+constexpr int kContig = int(ElemPath::Contig), kVector = int(ElemPath::Vector),
+              kRows = int(ElemPath::Rows);
 
 template <typename T>
 struct alignas(16) Vec16 {
@@ -32,10 +33,6 @@ struct alignas(16) Vec16 {
 int grid_for(int64_t work) {
   const int64_t b = (work + kThreads - 1) / kThreads;
   return int(std::clamp<int64_t>(b, 1, int64_t(1) << 20));
-}
-
-bool aligned16(const void* p) {
-  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 
 template <int NIN, typename T>

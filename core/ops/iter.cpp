@@ -71,7 +71,6 @@ ElemIter make_elem_iter(const Tensor& out, std::initializer_list<const Tensor*> 
 }
 
 ElemPlan plan_elementwise_cuda(const ElemIter& it, int elem_size, const void* const* ptrs) {
-  const auto aligned16 = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
   ElemPlan plan;
   if (it.contiguous) {
     bool al = true;

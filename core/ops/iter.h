@@ -14,6 +14,11 @@ class Tensor;
 
 namespace ops {
 
+// Whether `p` is 16-byte aligned (a whole 16-byte vector may be loaded or stored there).
+SEQMIX_HD inline bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
+
 struct ElemIter {
   static constexpr int kMaxOperands = 4;
   int ndim = 0;
