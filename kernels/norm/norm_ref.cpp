@@ -1,9 +1,10 @@
-// CPU reference for RMSNorm / LayerNorm, fp64 per row; dw/db summed in fp64 then added.
+// CPU reference for RMSNorm / LayerNorm, fp64 per row; dw/db summed in fp64, then added to the
+// gradients with one rounding (add_rounded_once).
 #include <cmath>
 #include <vector>
 
 #include "core/dispatch.h"
-#include "core/ops/elementwise.h"
+#include "kernels/common/reference.h"
 #include "kernels/norm/norm.h"
 
 namespace seqmix {
@@ -81,8 +82,8 @@ void bwd(const NormBwdArgs& a) {
       dx[r * c + j] = from_acc<T>(acc_t<T>(v));
     }
   }
-  if (a.dweight.defined()) ops::add_(a.dweight, Tensor::from_vector(dw, {c}));
-  if (a.dbias.defined()) ops::add_(a.dbias, Tensor::from_vector(db, {c}));
+  if (a.dweight.defined()) add_rounded_once(a.dweight, dw);
+  if (a.dbias.defined()) add_rounded_once(a.dbias, db);
 }
 }  // namespace
 

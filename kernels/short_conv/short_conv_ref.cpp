@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/ops/elementwise.h"
+#include "kernels/common/reference.h"
 #include "kernels/short_conv/short_conv.h"
 
 namespace seqmix {
@@ -135,8 +135,8 @@ void short_conv_bwd_ref(const ShortConvBwdArgs& a) {
   }
   if (a.dx.defined()) a.dx.copy_(Tensor::from_vector(dx, a.dx.shape()));
   if (a.dstate0.defined()) a.dstate0.copy_(Tensor::from_vector(ds0, a.dstate0.shape()));
-  if (a.dweight.defined()) ops::add_(a.dweight, Tensor::from_vector(dw, a.dweight.shape()));
-  if (a.dbias.defined()) ops::add_(a.dbias, Tensor::from_vector(db, a.dbias.shape()));
+  if (a.dweight.defined()) add_rounded_once(a.dweight, dw);
+  if (a.dbias.defined()) add_rounded_once(a.dbias, db);
 }
 
 }  // namespace seqmix
