@@ -54,28 +54,36 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t step = int64_t(gridDim.x) * kThreads;
   const int64_t tid = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if constexpr (!STRIDED) {
-    // kVector: whole 16-byte vectors, then the tail element-wise; kContig: all element-wise.
-    constexpr int V = Vec16<T>::N;
-    const int64_t nvec = mode == kVector ? n / V : 0;
-    for (int64_t v = tid; v < nvec; v += step) {
-      Vec16<T> src[NIN];
+    if (mode == kVector) {
+      constexpr int V = Vec16<T>::N;
+      const int64_t nvec = n / V;
+      for (int64_t v = tid; v < nvec; v += step) {
+        Vec16<T> src[NIN];
 #pragma unroll
-      for (int k = 0; k < NIN; ++k) src[k] = reinterpret_cast<const Vec16<T>*>(in.p[k])[v];
-      Vec16<T> dst;
+        for (int k = 0; k < NIN; ++k) src[k] = reinterpret_cast<const Vec16<T>*>(in.p[k])[v];
+        Vec16<T> dst;
 #pragma unroll
-      for (int j = 0; j < V; ++j) {
+        for (int j = 0; j < V; ++j) {
+          A a[NIN];
+#pragma unroll
+          for (int k = 0; k < NIN; ++k) a[k] = to_acc<A>(src[k].v[j]);
+          dst.v[j] = from_acc<T>(f(a));
+        }
+        reinterpret_cast<Vec16<T>*>(out)[v] = dst;
+      }
+      for (int64_t i = nvec * V + tid; i < n; i += step) {
         A a[NIN];
 #pragma unroll
-        for (int k = 0; k < NIN; ++k) a[k] = to_acc<A>(src[k].v[j]);
-        dst.v[j] = from_acc<T>(f(a));
+        for (int k = 0; k < NIN; ++k) a[k] = to_acc<A>(in.p[k][i]);
+        out[i] = from_acc<T>(f(a));
       }
-      reinterpret_cast<Vec16<T>*>(out)[v] = dst;
-    }
-    for (int64_t i = nvec * V + tid; i < n; i += step) {
-      A a[NIN];
+    } else {
+      for (int64_t i = tid; i < n; i += step) {
+        A a[NIN];
 #pragma unroll
-      for (int k = 0; k < NIN; ++k) a[k] = to_acc<A>(in.p[k][i]);
-      out[i] = from_acc<T>(f(a));
+        for (int k = 0; k < NIN; ++k) a[k] = to_acc<A>(in.p[k][i]);
+        out[i] = from_acc<T>(f(a));
+      }
     }
   } else {
     if (mode == kRows) {
